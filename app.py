@@ -1,0 +1,117 @@
+"""The application factory: wires Flask, Socket.IO, the database, Redis and Celery."""
+
+import logging
+from pathlib import Path
+
+from celery import Celery, Task
+from flask import Flask, jsonify, request, send_from_directory
+from werkzeug.exceptions import HTTPException
+
+from config import INSTANCE_PATH, PROJECT_ROOT, Config
+from errors import ProtocolError
+from extensions import csrf, db, login_manager, migrate, redis_store, socketio
+from metrics import HTTP_REQUESTS
+from models import User
+from socket_views import register_namespaces
+
+SOCKET_IO_CLIENT = PROJECT_ROOT / "node_modules" / "socket.io-client" / "dist"
+
+
+def create_app(config=None):
+    """Build the app from a config object (default: Config() read from the environment)."""
+    app = Flask(__name__, instance_path=str(INSTANCE_PATH))
+    app.config.from_object(config or Config())
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    register_extensions(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_request_metrics(app)
+    celery_init_app(app)
+    return app
+
+
+def register_extensions(app):
+    """Configure the bare extension instances."""
+    db.init_app(app)
+    migrate.init_app(app, db)
+    csrf.init_app(app)
+    redis_store.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "pages.login"
+    login_manager.user_loader(lambda user_id: db.session.get(User, int(user_id)))
+    socketio.init_app(
+        app,
+        async_mode="gevent",
+        message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"],
+        cors_allowed_origins=app.config["CORS_ALLOWED_ORIGINS"],
+        transports=app.config["SOCKETIO_TRANSPORTS"],
+        max_http_buffer_size=app.config["SOCKETIO_MAX_HTTP_BUFFER_SIZE"],
+    )
+    # init_app builds a new Socket.IO server, so namespaces are registered after it.
+    register_namespaces(socketio)
+
+
+def register_blueprints(app):
+    """Attach the pages, the API, the ops endpoints and the vendored JS client."""
+    from resources.api import api
+    from routes import ops, pages
+
+    app.register_blueprint(pages)
+    app.register_blueprint(api)
+    app.register_blueprint(ops)
+
+    @app.get("/vendor/socket.io/<path:filename>")
+    def socket_io_client(filename):
+        """Serve the Socket.IO client installed from npm (package-lock.json pins it)."""
+        return send_from_directory(SOCKET_IO_CLIENT, filename)
+
+
+def register_error_handlers(app):
+    """Answer /api errors as JSON: {"error": {"code", "message"}}."""
+
+    @app.errorhandler(ProtocolError)
+    def protocol_error(error):
+        return jsonify(error.to_json()), error.http_status
+
+    @app.errorhandler(HTTPException)
+    def http_error(error):
+        if not request.path.startswith("/api/"):
+            return error
+        code = {400: "invalid", 401: "unauthorized", 403: "forbidden", 404: "not_found"}.get(
+            error.code, "too_large" if error.code == 413 else "invalid"
+        )
+        body = {"error": {"code": code, "message": error.description}}
+        return jsonify(body), error.code
+
+    @app.errorhandler(Exception)
+    def unexpected_error(error):
+        app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        db.session.rollback()
+        body = {"error": {"code": "internal", "message": "the server failed to answer"}}
+        return jsonify(body), 500
+
+
+def register_request_metrics(app):
+    """Count HTTP responses by method and status."""
+
+    @app.after_request
+    def count_response(response):
+        HTTP_REQUESTS.labels(request.method, str(response.status_code)).inc()
+        return response
+
+
+def celery_init_app(app):
+    """Create the Celery app whose tasks run inside a Flask app context."""
+
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = Celery(app.name, task_cls=FlaskTask)
+    celery.config_from_object(app.config["CELERY"])
+    celery.set_default()
+    app.extensions["celery"] = celery
+    return celery

@@ -1,0 +1,120 @@
+"""Read Roomcast's configuration from the environment, in one place."""
+
+import os
+import secrets
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+INSTANCE_PATH = Path(os.environ.get("ROOMCAST_INSTANCE_PATH", PROJECT_ROOT / "instance"))
+
+
+class ConfigError(RuntimeError):
+    """A setting that cannot work; raised at start-up with a clear message."""
+
+
+def env_int(name, default):
+    """Read an integer setting, failing loudly on garbage."""
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def env_bool(name, default):
+    """Read a boolean setting written as 1/0, true/false, yes/no."""
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
+
+
+def database_url():
+    """Return DATABASE_URL, defaulting to a SQLite file in the instance folder."""
+    url = os.environ.get("DATABASE_URL") or f"sqlite:///{INSTANCE_PATH / 'roomcast.db'}"
+    # Heroku-style URLs say postgres://, which SQLAlchemy 2 no longer accepts.
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url.removeprefix("postgres://")
+    return url
+
+
+def cors_allowed_origins():
+    """Return the allowed origins: a list, or None for same-origin only."""
+    raw = os.environ.get("CORS_ALLOWED_ORIGINS", "").strip()
+    if not raw:
+        return None
+    origins = [origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip()]
+    if "*" in origins:
+        raise ConfigError(
+            "CORS_ALLOWED_ORIGINS='*' lets any web site act as your users; "
+            "list the origins instead, e.g. https://chat.example.com"
+        )
+    return origins
+
+
+def secret_key(production):
+    """Return SECRET_KEY; in development, generate one and keep it in the instance folder."""
+    key = os.environ.get("SECRET_KEY")
+    if key:
+        return key
+    if production:
+        raise ConfigError("SECRET_KEY must be set when ROOMCAST_ENV=production")
+    key_file = INSTANCE_PATH / "secret_key"
+    if not key_file.exists():
+        INSTANCE_PATH.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+class Config:
+    """Settings from the environment; instantiate to read them."""
+
+    def __init__(self):
+        self.ENV = os.environ.get("ROOMCAST_ENV", "development")
+        production = self.ENV == "production"
+        self.SECRET_KEY = secret_key(production)
+        self.SQLALCHEMY_DATABASE_URI = database_url()
+        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+        self.REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+        # The Socket.IO message queue; tests of a single process may turn it off.
+        self.SOCKETIO_MESSAGE_QUEUE = self.REDIS_URL
+        self.REDIS_KEY_PREFIX = os.environ.get("REDIS_KEY_PREFIX", "roomcast:")
+        self.CORS_ALLOWED_ORIGINS = cors_allowed_origins()
+        # Long-polling needs sticky sessions; WebSocket-only mode does not.
+        self.SOCKETIO_TRANSPORTS = (
+            ["websocket"] if env_bool("WEBSOCKET_ONLY", False) else ["polling", "websocket"]
+        )
+        self.SOCKETIO_MAX_HTTP_BUFFER_SIZE = env_int("SOCKETIO_MAX_HTTP_BUFFER_SIZE", 1_000_000)
+        self.SOCKET_MAX_EVENT_BYTES = env_int("SOCKET_MAX_EVENT_BYTES", 32_768)
+        self.SOCKET_RATE_PER_SECOND = env_int("SOCKET_RATE_PER_SECOND", 10)
+        self.SOCKET_RATE_BURST = env_int("SOCKET_RATE_BURST", 30)
+        self.JOIN_CATCHUP_LIMIT = env_int("JOIN_CATCHUP_LIMIT", 1000)
+        self.TOKEN_MAX_AGE = env_int("TOKEN_MAX_AGE", 86_400)
+        self.SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", production)
+        self.SESSION_COOKIE_SAMESITE = "Lax"
+        self.WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
+        self.CELERY = {
+            "broker_url": os.environ.get("CELERY_BROKER_URL", self.REDIS_URL),
+            "task_ignore_result": True,  # job state lives in the database
+            "task_acks_late": True,
+            "task_reject_on_worker_lost": True,
+            "worker_prefetch_multiplier": 1,
+            "broker_connection_retry_on_startup": True,
+        }
+
+
+class TestingConfig(Config):
+    """Settings for the test suite: one process, no message queue."""
+
+    def __init__(self):
+        super().__init__()
+        self.TESTING = True
+        self.SOCKETIO_MESSAGE_QUEUE = None
+        self.WTF_CSRF_ENABLED = False

@@ -1,0 +1,28 @@
+"""The CSRF-protected forms of the browser pages."""
+
+from flask_wtf import FlaskForm
+from wtforms import PasswordField, StringField
+from wtforms.validators import EqualTo, InputRequired, Length, Regexp
+
+from validation import USERNAME_PATTERN
+
+
+class LoginForm(FlaskForm):
+    """Log in with a username and password."""
+
+    username = StringField("Username", validators=[InputRequired(), Length(max=32)])
+    password = PasswordField("Password", validators=[InputRequired(), Length(max=128)])
+
+
+class RegisterForm(FlaskForm):
+    """Create an account; usernames follow the protocol's rules."""
+
+    username = StringField(
+        "Username",
+        validators=[
+            InputRequired(),
+            Regexp(USERNAME_PATTERN.pattern + r"\Z", message="3 to 32 letters, digits, or _ . -"),
+        ],
+    )
+    password = PasswordField("Password", validators=[InputRequired(), Length(min=8, max=128)])
+    confirm = PasswordField("Repeat password", validators=[EqualTo("password", "Passwords differ")])

@@ -1,0 +1,80 @@
+"""gunicorn settings, each read from the environment: gunicorn -c gunicorn.conf.py."""
+
+import os
+import resource
+import sys
+import tempfile
+
+from prometheus_client import multiprocess
+
+from config import ConfigError, cors_allowed_origins, env_bool
+
+wsgi_app = "wsgi:app"
+worker_class = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
+bind = os.environ.get("BIND", f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}")
+# One worker by default: long-polling clients must keep reaching the same
+# process. Several workers need WEBSOCKET_ONLY=1 (checked below).
+workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+# Connections one worker may hold; gunicorn's default of 1000 would cap clients.
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "20000"))
+backlog = int(os.environ.get("BACKLOG", "2048"))
+# The gevent worker heartbeats from its own greenlet; idle WebSockets do not
+# count against this timeout, only a worker blocked for this long does.
+timeout = int(os.environ.get("WORKER_TIMEOUT", "30"))
+graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "20"))
+keepalive = int(os.environ.get("KEEPALIVE", "5"))
+accesslog = os.environ.get("ACCESS_LOG", "-")
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info")
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# gunicorn's control socket (gunicornc) is unused; do not write one under $HOME.
+control_socket_disable = True
+# No preload_app: each worker must monkey-patch before the app is imported.
+preload_app = False
+
+# Metrics from every worker meet in files here (see metrics.py).
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="roomcast-metrics-"))
+
+
+def refuse(message):
+    """Stop start-up with a clear message."""
+    sys.exit(f"gunicorn.conf.py: {message}")
+
+
+def raise_open_files_limit(needed):
+    """Raise RLIMIT_NOFILE toward `needed`; warn when the hard limit is lower."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < needed:
+        print(
+            f"gunicorn.conf.py: WARNING open-files limit is {target}, below the {needed} that "
+            f"worker_connections={worker_connections} needs; raise it (ulimit -n, LimitNOFILE=)",
+            file=sys.stderr,
+        )
+
+
+def on_starting(server):
+    """Check the configuration before any worker starts."""
+    try:
+        websocket_only = env_bool("WEBSOCKET_ONLY", False)
+        cors_allowed_origins()
+    except ConfigError as error:
+        refuse(str(error))
+    if workers > 1 and not websocket_only:
+        refuse(
+            f"workers={workers} with long-polling enabled: polling clients would hit "
+            "processes that do not know them. Set WEBSOCKET_ONLY=1, or run one worker "
+            "per process behind a sticky load balancer (deploy/nginx.conf)."
+        )
+    raise_open_files_limit(worker_connections + 1024)
+    metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(metrics_dir, exist_ok=True)
+    for name in os.listdir(metrics_dir):  # values of an earlier run are stale
+        os.remove(os.path.join(metrics_dir, name))
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges from the metrics."""
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,158 @@
+"""BaseSocket: what every namespace needs, so a subclass writes only on_<event> methods."""
+
+import json
+import logging
+from functools import partial
+from time import monotonic
+
+from flask import current_app, request
+from flask_login import current_user
+# python-socketio's ConnectionRefusedError, not the builtin: only it refuses a connect.
+from flask_socketio import ConnectionRefusedError, Namespace
+
+from errors import ProtocolError
+from extensions import db
+from metrics import CONNECTED_CLIENTS, SOCKET_EVENTS
+from models import User
+from services.accounts import user_from_token
+from validation import validate
+
+log = logging.getLogger(__name__)
+LIFECYCLE_EVENTS = ("connect", "disconnect")
+
+
+def payload(**schema):
+    """Declare the payload fields (name=Field) an on_<event> handler takes as keyword arguments."""
+
+    def declare(handler):
+        handler.payload_schema = schema
+        return handler
+
+    return declare
+
+
+def error_ack(code, message):
+    """Build the protocol's failure ack."""
+    return {"ok": False, "error": {"code": code, "message": message}}
+
+
+class TokenBucket:
+    """Allow `rate` events a second on average and bursts of up to `burst`."""
+
+    def __init__(self, rate, burst):
+        self.rate, self.burst = rate, burst
+        self.tokens, self.stamp = float(burst), monotonic()
+
+    def take(self):
+        """Spend one token if there is one; tell whether there was."""
+        now = monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class BaseSocket(Namespace):
+    """Authenticate connections, validate payloads, answer acks, rate-limit, release the DB session."""
+
+    def __init__(self, namespace):
+        super().__init__(namespace)
+        self.user_ids = {}  # sid -> user id, for this process's connections
+        self.buckets = {}  # sid -> TokenBucket
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in dir(cls):
+            handler = getattr(cls, name)
+            if name.startswith("on_") and name[3:] not in LIFECYCLE_EVENTS:
+                if not hasattr(handler, "payload_schema"):
+                    raise TypeError(f"{cls.__name__}.{name} needs a @payload(...) declaration")
+
+    @property
+    def user(self):
+        """Return the User of the connection whose event is being handled."""
+        return db.session.get(User, self.user_ids[request.sid])
+
+    def on_connect(self, auth):
+        """Accept a session cookie or auth={"token"}; refuse anything else as unauthorized."""
+        if isinstance(auth, dict) and "token" in auth:
+            user = user_from_token(auth["token"])
+        elif auth is None and current_user.is_authenticated:
+            user = current_user
+        else:
+            user = None
+        if user is None:
+            raise ConnectionRefusedError("unauthorized")
+        config = current_app.config
+        self.user_ids[request.sid] = user.id
+        self.buckets[request.sid] = TokenBucket(config["SOCKET_RATE_PER_SECOND"], config["SOCKET_RATE_BURST"])
+        CONNECTED_CLIENTS.labels(self.namespace).inc()
+
+    def on_disconnect(self, reason=None):
+        """Forget the connection; subclasses extend this and call super()."""
+        if self.user_ids.pop(request.sid, None) is not None:
+            self.buckets.pop(request.sid, None)
+            CONNECTED_CLIENTS.labels(self.namespace).dec()
+
+    def trigger_event(self, event, *args):
+        """Route an event to its on_<event> method through the guards every event gets."""
+        if event in LIFECYCLE_EVENTS:
+            handler = partial(self._run_lifecycle, getattr(self, f"on_{event}"))
+        else:
+            handler = getattr(self, f"on_{event}", None) if isinstance(event, str) else None
+            if handler is None:
+                SOCKET_EVENTS.labels(self.namespace, "unknown", "invalid").inc()
+                return error_ack("invalid", "unknown event")
+            handler = partial(self._run_event, event, handler)
+        # The same call flask_socketio.Namespace makes: it pushes the app and
+        # request contexts and the connection's session around the handler.
+        return self.socketio._handle_event(handler, event, self.namespace, *args)
+
+    def _run_lifecycle(self, handler, *args):
+        try:
+            return handler(*args)
+        except ConnectionRefusedError:
+            raise
+        except Exception:
+            log.exception("%s %s failed", self.namespace, handler.__name__)
+            if handler.__name__ == "on_connect":
+                raise ConnectionRefusedError("internal") from None
+        finally:
+            db.session.remove()
+
+    def _run_event(self, event, handler, *args):
+        try:
+            ack = {"ok": True, **(self._call(handler, args) or {})}
+            outcome = "ok"
+        except ProtocolError as error:
+            db.session.rollback()
+            ack, outcome = error_ack(error.code, error.message), error.code
+        except Exception:
+            log.exception("%s %s failed for sid %s", self.namespace, event, request.sid)
+            ack, outcome = error_ack("internal", "the server failed to handle this event"), "internal"
+        finally:
+            db.session.remove()
+        SOCKET_EVENTS.labels(self.namespace, event, outcome).inc()
+        return ack
+
+    def _call(self, handler, args):
+        bucket = self.buckets.get(request.sid)
+        if bucket is None:
+            raise ProtocolError("unauthorized", "this connection is not authenticated")
+        if not bucket.take():
+            raise ProtocolError("rate_limited", "too many events; slow down")
+        if len(args) != 1:
+            raise ProtocolError("invalid", "send exactly one payload object")
+        if payload_size(args[0]) > current_app.config["SOCKET_MAX_EVENT_BYTES"]:
+            raise ProtocolError("too_large", "the payload is too large")
+        return handler(**validate(args[0], handler.payload_schema))
+
+
+def payload_size(data):
+    """Return the size of the payload as compact JSON, in bytes."""
+    try:
+        return len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
+    except (TypeError, ValueError, RecursionError):
+        raise ProtocolError("invalid", "the payload must be JSON") from None

@@ -1,0 +1,101 @@
+"""The /chat namespace: rooms, messages, typing and presence."""
+
+from flask import current_app, request
+from flask_socketio import join_room, leave_room, rooms
+
+from errors import ProtocolError
+from resources.socket.base import BaseSocket, payload
+from services import chat, presence
+from validation import CLIENT_ID, MESSAGE_ID, MESSAGE_TEXT, ROOM_NAME, Field, optional
+
+HISTORY_LIMIT = 100
+ROOM_PREFIX = "room:"  # keeps room names apart from the per-sid rooms Socket.IO makes
+
+
+def channel(name):
+    """Return the Socket.IO room of a chat room."""
+    return ROOM_PREFIX + name
+
+
+def messages_json(messages):
+    """Serialize messages for an ack."""
+    return [message.to_json() for message in messages]
+
+
+class ChatSocket(BaseSocket):
+    """Chat rooms over Socket.IO, as protocol.md describes /chat."""
+
+    @payload(room=ROOM_NAME, since=optional(MESSAGE_ID))
+    def on_join(self, room, since):
+        """Enter a room; ack with its members, who is online and what was missed."""
+        user = self.user
+        found = chat.readable_room(room, user)
+        if not found.private:
+            chat.add_member(found, user)
+        if since is None:
+            messages, more = chat.messages_before(found, None, 50), False
+        else:
+            limit = current_app.config["JOIN_CATCHUP_LIMIT"]
+            messages = chat.messages_after(found, since, limit + 1)
+            messages, more = messages[:limit], len(messages) > limit
+        join_room(channel(room))
+        status = presence.enter(room, user.username, request.sid)
+        if status:
+            self.announce(room, user.username, status)
+        ack = {
+            "room": room,
+            "members": found.to_json()["members"],
+            "online": presence.online(room),
+            "messages": messages_json(messages),
+        }
+        if more:  # extension: the client pages on with history or HTTP since
+            ack["more"] = True
+        return ack
+
+    @payload(room=ROOM_NAME)
+    def on_leave(self, room):
+        """Leave a room; the user stays a member."""
+        if channel(room) in rooms():
+            leave_room(channel(room))
+            self.exit(room, "left")
+
+    @payload(room=ROOM_NAME, text=MESSAGE_TEXT, client_id=CLIENT_ID)
+    def on_send(self, room, text, client_id):
+        """Store a message, then broadcast it to the room, the sender included."""
+        user = self.user
+        found = chat.readable_room(room, user)
+        message = chat.post_message(found, user, text, client_id).to_json()
+        self.emit("message", message, room=channel(room))
+        return {"message": message}
+
+    @payload(room=ROOM_NAME, typing=Field(bool))
+    def on_typing(self, room, typing):
+        """Tell the others in the room that the user is, or stopped, typing."""
+        if channel(room) not in rooms():
+            raise ProtocolError("forbidden", f"join {room} first")
+        event = {"room": room, "user": self.user.username, "typing": typing}
+        self.emit("typing", event, room=channel(room), include_self=False)
+
+    @payload(room=ROOM_NAME, before=optional(MESSAGE_ID), limit=optional(Field(int, minimum=1)))
+    def on_history(self, room, before, limit):
+        """Return up to 100 messages before `before`, oldest first."""
+        found = chat.readable_room(room, self.user)
+        limit = min(limit or 50, HISTORY_LIMIT)
+        return {"messages": messages_json(chat.messages_before(found, before, limit))}
+
+    def on_disconnect(self, reason=None):
+        """Mark the user offline in every room this connection had joined."""
+        for name in rooms():
+            if name.startswith(ROOM_PREFIX):
+                self.exit(name.removeprefix(ROOM_PREFIX), "offline")
+        super().on_disconnect(reason)
+
+    def exit(self, room, status):
+        """Uncount this connection from the room's presence and announce a change."""
+        username = self.user.username
+        if presence.leave(room, username, request.sid, status):
+            self.announce(room, username, status)
+
+    def announce(self, room, username, status):
+        """Broadcast a presence change to the room."""
+        self.emit("presence", {"room": room, "user": username, "status": status}, room=channel(room))

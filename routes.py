@@ -1,0 +1,102 @@
+"""HTTP routes: the pages, health checks and metrics; /api lives in resources/api."""
+
+import time
+
+from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+from sqlalchemy import text
+
+import metrics
+from errors import ProtocolError
+from extensions import db, redis_store
+from forms import LoginForm, RegisterForm
+from services.accounts import authenticate, create_user
+
+pages = Blueprint("pages", __name__)
+ops = Blueprint("ops", __name__)
+
+
+@pages.get("/")
+@login_required
+def index():
+    """Serve the chat page."""
+    return render_template("index.html", transports=current_app.config["SOCKETIO_TRANSPORTS"])
+
+
+@pages.route("/login", methods=["GET", "POST"])
+def login():
+    """Log in with the form; the session cookie then authenticates pages and sockets."""
+    form = LoginForm()
+    if form.validate_on_submit():
+        user = authenticate(form.username.data, form.password.data)
+        if user is not None:
+            login_user(user)
+            return redirect(url_for("pages.index"))
+        flash("Wrong username or password.")
+    return render_template("login.html", form=form), 200 if request.method == "GET" else 400
+
+
+@pages.route("/register", methods=["GET", "POST"])
+def register():
+    """Create an account with the form and log in."""
+    form = RegisterForm()
+    if form.validate_on_submit():
+        try:
+            user = create_user(form.username.data, form.password.data)
+        except ProtocolError as error:
+            form.username.errors.append(error.message)
+        else:
+            login_user(user)
+            return redirect(url_for("pages.index"))
+    return render_template("register.html", form=form), 200 if request.method == "GET" else 400
+
+
+@pages.post("/logout")
+def logout():
+    """Log out (a POST, so another site cannot log you out with a link)."""
+    logout_user()
+    return redirect(url_for("pages.login"))
+
+
+@ops.get("/healthz")
+def healthz():
+    """Answer while the process serves."""
+    return {"status": "ok"}
+
+
+@ops.get("/readyz")
+def readyz():
+    """Check the database and the message queue; 503 names the one that failed."""
+    checks = {"database": check_database, "redis": check_redis}
+    results = {}
+    for name, check in checks.items():
+        started = time.perf_counter()
+        try:
+            check()
+            results[name] = {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 1)}
+        except Exception as error:  # any failure means not ready; say which and why
+            results[name] = {"ok": False, "error": f"{type(error).__name__}: {error}"[:300]}
+    ready = all(result["ok"] for result in results.values())
+    failed = [name for name, result in results.items() if not result["ok"]]
+    return {"status": "ok" if ready else "unavailable", "failed": failed, "checks": results}, (
+        200 if ready else 503
+    )
+
+
+def check_database():
+    """Run a trivial query."""
+    try:
+        db.session.execute(text("SELECT 1"))
+    finally:
+        db.session.remove()
+
+
+def check_redis():
+    """Ping Redis."""
+    redis_store.client.ping()
+
+
+@ops.get("/metrics")
+def metrics_page():
+    """Expose Prometheus metrics, summed over every web process."""
+    return Response(metrics.render(), mimetype="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,100 @@
+"""Rooms and messages: who may read what, and storing messages in order."""
+
+from sqlalchemy.exc import IntegrityError
+
+from errors import ProtocolError
+from extensions import db
+from models import Message, Room, RoomMember, User
+
+
+def get_room(name):
+    """Return the room called name, or raise not_found."""
+    room = db.session.scalar(db.select(Room).filter_by(name=name))
+    if room is None:
+        raise ProtocolError("not_found", f"no room called {name}")
+    return room
+
+
+def is_member(room, user):
+    """Tell whether the user is a member of the room."""
+    query = db.select(RoomMember).filter_by(room_id=room.id, user_id=user.id)
+    return db.session.scalar(query) is not None
+
+
+def readable_room(name, user):
+    """Return the room if the user may read it; raise not_found or forbidden."""
+    room = get_room(name)
+    if room.private and not is_member(room, user):
+        raise ProtocolError("forbidden", f"you are not a member of {name}")
+    return room
+
+
+def visible_rooms(user):
+    """Return the public rooms and the private rooms the user belongs to, by name."""
+    mine = db.select(RoomMember.room_id).filter_by(user_id=user.id)
+    query = db.select(Room).where(~Room.private | Room.id.in_(mine)).order_by(Room.name)
+    return db.session.scalars(query).all()
+
+
+def create_room(name, private, member_names, creator):
+    """Create a room with the creator and the named users as members."""
+    names = set(member_names) | {creator.username}
+    members = db.session.scalars(db.select(User).where(User.username.in_(names))).all()
+    missing = names - {member.username for member in members}
+    if missing:
+        raise ProtocolError("invalid", f"no such user: {sorted(missing)[0]}")
+    room = Room(name=name, private=private, members=list(members))
+    db.session.add(room)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise ProtocolError("conflict", f"a room called {name} exists") from None
+    return room
+
+
+def add_member(room, user):
+    """Record that the user joined a public room (members of private rooms are invited)."""
+    if not is_member(room, user):
+        db.session.add(RoomMember(room_id=room.id, user_id=user.id))
+        try:
+            db.session.commit()
+        except IntegrityError:  # another tab of the same user got there first
+            db.session.rollback()
+
+
+def post_message(room, author, text, client_id=None):
+    """Store a message and return it; a retried client_id returns the stored one."""
+    # Lock the room row so ids are allocated and committed in order within a
+    # room: a reader that saw id N never later finds a smaller id appear.
+    db.session.execute(db.select(Room.id).filter_by(id=room.id).with_for_update())
+    if client_id is not None:
+        query = db.select(Message).filter_by(room_id=room.id, author_id=author.id, client_id=client_id)
+        existing = db.session.scalar(query)
+        if existing is not None:
+            db.session.rollback()
+            return existing
+    message = Message(room=room, author=author, text=text, client_id=client_id)
+    db.session.add(message)
+    db.session.commit()
+    return message
+
+
+def messages_after(room, since, limit):
+    """Return up to limit messages with id > since, oldest first."""
+    query = (
+        db.select(Message)
+        .where(Message.room_id == room.id, Message.id > since)
+        .order_by(Message.id)
+        .limit(limit)
+    )
+    return db.session.scalars(query).all()
+
+
+def messages_before(room, before, limit):
+    """Return the last limit messages with id < before (all when before is None), oldest first."""
+    query = db.select(Message).where(Message.room_id == room.id)
+    if before is not None:
+        query = query.where(Message.id < before)
+    newest_first = db.session.scalars(query.order_by(Message.id.desc()).limit(limit)).all()
+    return newest_first[::-1]

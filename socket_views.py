@@ -1,0 +1,8 @@
+"""Register the Socket.IO namespaces on the socketio extension."""
+
+from resources.socket.chat import ChatSocket
+
+
+def register_namespaces(socketio):
+    """Attach one instance of each namespace class; call right after socketio.init_app."""
+    socketio.on_namespace(ChatSocket("/chat"))

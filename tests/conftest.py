@@ -1,0 +1,116 @@
+"""Fixtures: Redis and a migrated database per session, a fresh app per test."""
+
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+# The app reads its instance folder at import; keep the tests' one private.
+os.environ.setdefault("ROOMCAST_INSTANCE_PATH", tempfile.mkdtemp(prefix="roomcast-instance-"))
+
+import flask  # noqa: E402
+from flask_migrate import upgrade  # noqa: E402
+
+from app import create_app  # noqa: E402
+from config import TestingConfig  # noqa: E402
+from embedded_redis import EmbeddedRedis  # noqa: E402
+from extensions import db, socketio  # noqa: E402
+from services.accounts import create_user, issue_token  # noqa: E402
+from tests.databases import create_database, drop_database  # noqa: E402
+
+TABLES_TO_EMPTY = ("messages", "room_members", "users", "rooms")
+
+
+@pytest.fixture(scope="session")
+def tmp_root():
+    """Return a folder for this test session's files."""
+    with tempfile.TemporaryDirectory(prefix="roomcast-tests-") as folder:
+        yield Path(folder)
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """Return REDIS_URL if set, else the URL of an embedded Redis for this session."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    server = EmbeddedRedis().start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_root, redis_url):
+    """Return the URL of a database migrated once for the unit tests."""
+    url = create_database(tmp_root, "unit")
+    app = create_app(testing_config(url, redis_url))
+    with app.app_context():
+        upgrade(directory=str(Path(__file__).resolve().parent.parent / "migrations"))
+        db.engine.dispose()
+    yield url
+    drop_database(url)
+
+
+def testing_config(database_url, redis_url):
+    """Build a TestingConfig on the given database and Redis, with private Redis keys."""
+    config = TestingConfig()
+    config.SQLALCHEMY_DATABASE_URI = database_url
+    config.REDIS_URL = redis_url
+    config.REDIS_KEY_PREFIX = f"roomcast-test-{uuid.uuid4().hex[:8]}:"
+    return config
+
+
+@pytest.fixture(name="app")
+def app_fixture(database_url, redis_url):
+    """Return an app on the session's database, emptied back to its migrated state afterwards."""
+    app = create_app(testing_config(database_url, redis_url))
+    yield app
+    with app.app_context():
+        db.session.remove()
+        for table in TABLES_TO_EMPTY:
+            keep = {"users": "username = 'bot'", "rooms": "name = 'general'"}.get(table, "1 = 0")
+            db.session.execute(db.text(f"DELETE FROM {table} WHERE NOT ({keep})"))
+        db.session.commit()
+        redis = app.extensions["redis_store"]
+        for key in redis.client.scan_iter(f"{redis.prefix}*"):
+            redis.client.delete(key)
+        db.engine.dispose()
+    assert not flask.has_app_context(), "a test left an app context pushed"
+
+
+@pytest.fixture
+def client(app):
+    """Return a Flask test client."""
+    return app.test_client()
+
+
+@pytest.fixture
+def make_user(app):
+    """Return a factory: make_user("alice") -> (user id, username, token)."""
+
+    def make(username, password="correct horse"):
+        with app.app_context():
+            user = create_user(username, password)
+            token, _ = issue_token(user)
+            return {"id": user.id, "username": username, "token": token, "password": password}
+
+    return make
+
+
+@pytest.fixture
+def connect(app):
+    """Return a factory of Socket.IO test clients authenticated by token."""
+    clients = []
+
+    def make(user, namespace="/chat", **kwargs):
+        auth = {"token": user["token"]} if user else None
+        test_client = socketio.test_client(app, namespace=namespace, auth=auth, **kwargs)
+        clients.append((test_client, namespace))
+        return test_client
+
+    yield make
+    for test_client, namespace in clients:
+        if test_client.is_connected(namespace):
+            test_client.disconnect(namespace)
