@@ -78,3 +78,23 @@ def on_starting(server):
 def child_exit(server, worker):
     """Drop a dead worker's live gauges from the metrics."""
     multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker):
+    """On SIGTERM, also close the Socket.IO connections, so the worker drains at once."""
+    import signal
+
+    import gevent
+
+    from extensions import socketio
+    from socket_views import close_all_connections
+
+    stop_accepting = worker.handle_exit
+
+    def handle_exit(signum, frame):
+        stop_accepting(signum, frame)
+        # Without this, open WebSockets keep the worker until graceful_timeout
+        # and then die with it, unannounced; closed cleanly, clients reconnect.
+        gevent.spawn(close_all_connections, socketio)
+
+    signal.signal(signal.SIGTERM, handle_exit)

@@ -6,3 +6,8 @@ from resources.socket.chat import ChatSocket
 def register_namespaces(socketio):
     """Attach one instance of each namespace class; call right after socketio.init_app."""
     socketio.on_namespace(ChatSocket("/chat"))
+
+
+def close_all_connections(socketio):
+    """Close every client's Engine.IO connection; clients reconnect (elsewhere) and catch up with since."""
+    socketio.server.eio.disconnect()

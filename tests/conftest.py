@@ -19,6 +19,7 @@ from embedded_redis import EmbeddedRedis  # noqa: E402
 from extensions import db, socketio  # noqa: E402
 from services.accounts import create_user, issue_token  # noqa: E402
 from tests.databases import create_database, drop_database  # noqa: E402
+from tests.realstack import Stack  # noqa: E402
 
 TABLES_TO_EMPTY = ("messages", "room_members", "users", "rooms")
 
@@ -114,3 +115,21 @@ def connect(app):
     for test_client, namespace in clients:
         if test_client.is_connected(namespace):
             test_client.disconnect(namespace)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_root, redis_url):
+    """Start gunicorn (GeventWebSocketWorker) and a Celery worker on a fresh database."""
+    log_dir = tmp_root / "stack"
+    log_dir.mkdir()
+    url = create_database(tmp_root, "stack")
+    # The junk-payload tests send a hundred events at once; rate limits have their own tests.
+    real = Stack(url, redis_url, log_dir, SOCKET_RATE_PER_SECOND="1000", SOCKET_RATE_BURST="1000")
+    try:
+        real.migrate()
+        real.start_web()
+        real.start_worker()
+        yield real
+    finally:
+        real.stop()
+        drop_database(url)
