@@ -117,4 +117,5 @@ class TestingConfig(Config):
         super().__init__()
         self.TESTING = True
         self.SOCKETIO_MESSAGE_QUEUE = None
-        self.WTF_CSRF_ENABLED = False
+        self.WTF_CSRF_ENABLED = False  # tests of CSRF turn it back on
+        self.SOCKET_RATE_BURST = 10_000  # tests send bursts; the rate-limit test sets its own

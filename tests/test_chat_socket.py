@@ -1,0 +1,182 @@
+"""The /chat namespace through Flask-SocketIO's test client."""
+
+import pytest
+
+from extensions import db
+from models import Message
+
+NS = "/chat"
+
+
+def call(client, event, payload):
+    """Emit with an ack and return the ack."""
+    return client.emit(event, payload, callback=True, namespace=NS)
+
+
+def received(client, name):
+    """Return the payloads of the events of that name the client received."""
+    events = [event for event in client.get_received(NS) if event["name"] == name]
+    return [event["args"][0] if isinstance(event["args"], list) else event["args"] for event in events]
+
+
+@pytest.fixture
+def alice(make_user):
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob(make_user):
+    return make_user("bob")
+
+
+def test_connect_requires_a_valid_token_or_session(connect, alice, client):
+    assert connect(alice).is_connected(NS)
+    assert not connect(None).is_connected(NS)
+    assert not connect({"token": "forged"}).is_connected(NS)
+    client.post("/login", data={"username": "alice", "password": alice["password"]})
+    assert connect(None, flask_test_client=client).is_connected(NS)
+
+
+def test_send_is_stored_then_broadcast_to_the_room_sender_included(app, connect, alice, bob):
+    a, b = connect(alice), connect(bob)
+    call(a, "join", {"room": "general"})
+    call(b, "join", {"room": "general"})
+    a.get_received(NS), b.get_received(NS)
+
+    ack = call(a, "send", {"room": "general", "text": "<b>hi</b>", "client_id": "k1"})
+    assert ack["ok"] is True
+    message = ack["message"]
+    assert message["text"] == "<b>hi</b>" and message["author"] == "alice" and message["client_id"] == "k1"
+    assert received(a, "message") == [message] and received(b, "message") == [message]
+    with app.app_context():
+        assert db.session.get(Message, message["id"]).text == "<b>hi</b>"
+
+
+def test_a_retried_client_id_is_stored_once(connect, alice):
+    a = connect(alice)
+    first = call(a, "send", {"room": "general", "text": "once", "client_id": "same"})
+    again = call(a, "send", {"room": "general", "text": "once", "client_id": "same"})
+    assert first["message"] == again["message"]
+    assert len(call(a, "history", {"room": "general"})["messages"]) == 1
+
+
+def test_join_returns_members_online_and_the_messages_after_since(connect, alice, bob):
+    a, b = connect(alice), connect(bob)
+    ids = [call(a, "send", {"room": "general", "text": f"m{n}"})["message"]["id"] for n in range(5)]
+    ack = call(b, "join", {"room": "general", "since": ids[1]})
+    assert ack["ok"] and ack["room"] == "general"
+    assert [m["id"] for m in ack["messages"]] == ids[2:]
+    assert ack["online"] == ["bob"] and "bob" in ack["members"]
+    assert [m["id"] for m in call(b, "join", {"room": "general"})["messages"]] == ids
+
+
+def test_join_without_since_returns_the_last_50_oldest_first(connect, alice):
+    a = connect(alice)
+    ids = [call(a, "send", {"room": "general", "text": f"m{n}"})["message"]["id"] for n in range(55)]
+    assert [m["id"] for m in call(a, "join", {"room": "general"})["messages"]] == ids[-50:]
+
+
+def test_history_pages_backwards_at_most_100(app, connect, alice):
+    a = connect(alice)
+    ids = [call(a, "send", {"room": "general", "text": f"m{n}"})["message"]["id"] for n in range(120)]
+    assert [m["id"] for m in call(a, "history", {"room": "general", "limit": 500})["messages"]] == ids[-100:]
+    page = call(a, "history", {"room": "general", "before": ids[10], "limit": 5})["messages"]
+    assert [m["id"] for m in page] == ids[5:10]
+
+
+def test_presence_counts_tabs_of_one_user(connect, alice, bob):
+    watcher = connect(bob)
+    call(watcher, "join", {"room": "general"})
+    tab1, tab2 = connect(alice), connect(alice)
+    watcher.get_received(NS)
+    call(tab1, "join", {"room": "general"})
+    call(tab2, "join", {"room": "general"})
+    assert received(watcher, "presence") == [{"room": "general", "user": "alice", "status": "joined"}]
+    call(tab1, "leave", {"room": "general"})
+    assert received(watcher, "presence") == []
+    tab2.disconnect(NS)
+    assert received(watcher, "presence") == [{"room": "general", "user": "alice", "status": "offline"}]
+    tab3 = connect(alice)
+    assert call(tab3, "join", {"room": "general"})["online"] == ["alice", "bob"]
+    assert received(watcher, "presence") == [{"room": "general", "user": "alice", "status": "online"}]
+    call(tab3, "leave", {"room": "general"})
+    assert received(watcher, "presence") == [{"room": "general", "user": "alice", "status": "left"}]
+
+
+def test_typing_reaches_the_others_only(connect, alice, bob):
+    a, b = connect(alice), connect(bob)
+    assert call(a, "typing", {"room": "general", "typing": True})["error"]["code"] == "forbidden"
+    call(a, "join", {"room": "general"})
+    call(b, "join", {"room": "general"})
+    a.get_received(NS), b.get_received(NS)
+    assert call(a, "typing", {"room": "general", "typing": True}) == {"ok": True}
+    assert received(b, "typing") == [{"room": "general", "user": "alice", "typing": True}]
+    assert received(a, "typing") == []
+
+
+def test_private_rooms_are_for_members(client, connect, alice, bob, make_user):
+    headers = {"Authorization": f"Bearer {alice['token']}"}
+    assert client.post("/api/rooms", json={"name": "secret", "private": True, "members": ["bob"]}, headers=headers).status_code == 201
+    carol = connect(make_user("carol"))
+    for event, payload in [("join", {"room": "secret"}), ("send", {"room": "secret", "text": "hi"}), ("history", {"room": "secret"})]:
+        assert call(carol, event, payload)["error"]["code"] == "forbidden"
+    assert call(connect(bob), "join", {"room": "secret"})["ok"] is True
+    assert call(carol, "join", {"room": "nowhere"})["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("event", "payload", "code"),
+    [
+        ("send", None, "invalid"),
+        ("send", [], "invalid"),
+        ("send", {"room": "general"}, "invalid"),
+        ("send", {"room": "general", "text": ""}, "invalid"),
+        ("send", {"room": "general", "text": "x" * 4001}, "invalid"),
+        ("send", {"room": "general", "text": "x" * 50_000}, "too_large"),
+        ("send", {"room": "bad name", "text": "x"}, "invalid"),
+        ("send", {"room": "general", "text": 5}, "invalid"),
+        ("send", {"room": "general", "text": "x", "client_id": 7}, "invalid"),
+        ("join", {"room": "general", "since": "1"}, "invalid"),
+        ("join", {"room": "general", "since": True}, "invalid"),
+        ("join", {"room": "general", "since": 2**60}, "invalid"),
+        ("typing", {"room": "general", "typing": "yes"}, "invalid"),
+        ("history", {"room": "general", "limit": 0}, "invalid"),
+        ("nonsense", {}, "invalid"),
+    ],
+)
+def test_bad_payloads_get_an_error_ack(connect, alice, event, payload, code):
+    a = connect(alice)
+    ack = call(a, event, payload)
+    assert ack["ok"] is False and ack["error"]["code"] == code and ack["error"]["message"]
+    assert a.is_connected(NS)
+
+
+def test_events_beyond_the_rate_limit_are_refused(app, connect, alice):
+    app.config.update(SOCKET_RATE_PER_SECOND=1, SOCKET_RATE_BURST=3)
+    a = connect(alice)
+    codes = [call(a, "history", {"room": "general"}).get("error", {}).get("code") for _ in range(5)]
+    assert codes[:3] == [None, None, None] and codes[3:] == ["rate_limited", "rate_limited"]
+
+
+def test_a_failing_handler_answers_internal_and_keeps_the_connection(connect, alice, monkeypatch, caplog):
+    from services import chat
+
+    def explode(*args):
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr(chat, "post_message", explode)
+    a = connect(alice)
+    ack = call(a, "send", {"room": "general", "text": "hi"})
+    assert ack == {"ok": False, "error": {"code": "internal", "message": "the server failed to handle this event"}}
+    assert "database on fire" in caplog.text
+    assert call(a, "join", {"room": "general"})["ok"] is True
+
+
+def test_a_namespace_handler_without_a_schema_is_refused_at_class_creation():
+    from resources.socket.base import BaseSocket
+
+    with pytest.raises(TypeError, match="needs a @payload"):
+
+        class Careless(BaseSocket):
+            def on_anything(self, **data):
+                return {}
