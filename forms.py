@@ -24,5 +24,7 @@ class RegisterForm(FlaskForm):
             Regexp(USERNAME_PATTERN.pattern + r"\Z", message="3 to 32 letters, digits, or _ . -"),
         ],
     )
-    password = PasswordField("Password", validators=[InputRequired(), Length(min=8, max=128)])
+    password = PasswordField(
+        "Password", validators=[InputRequired(), Length(min=8, max=128, message="8 to 128 characters")],
+    )
     confirm = PasswordField("Repeat password", validators=[EqualTo("password", "Passwords differ")])

@@ -46,7 +46,7 @@ def redis_url():
 def database_url(tmp_root, redis_url):
     """Return the URL of a database migrated once for the unit tests."""
     url = create_database(tmp_root, "unit")
-    app = create_app(testing_config(url, redis_url))
+    app = create_app(config_for(url, redis_url))
     with app.app_context():
         upgrade(directory=str(Path(__file__).resolve().parent.parent / "migrations"))
         db.engine.dispose()
@@ -54,7 +54,7 @@ def database_url(tmp_root, redis_url):
     drop_database(url)
 
 
-def testing_config(database_url, redis_url):
+def config_for(database_url, redis_url):
     """Build a TestingConfig on the given database and Redis, with private Redis keys."""
     config = TestingConfig()
     config.SQLALCHEMY_DATABASE_URI = database_url
@@ -66,7 +66,7 @@ def testing_config(database_url, redis_url):
 @pytest.fixture(name="app")
 def app_fixture(database_url, redis_url):
     """Return an app on the session's database, emptied back to its migrated state afterwards."""
-    app = create_app(testing_config(database_url, redis_url))
+    app = create_app(config_for(database_url, redis_url))
     yield app
     with app.app_context():
         db.session.remove()

@@ -1,0 +1,171 @@
+"""The /api endpoints through the Flask test client."""
+
+import re
+
+import pytest
+
+from extensions import db
+from models import Room, User
+from services.chat import post_message
+
+
+def bearer(user):
+    """Return the Authorization header of a user made by make_user."""
+    return {"Authorization": f"Bearer {user['token']}"}
+
+
+def assert_error(response, status, code):
+    """Check a JSON error answer: {"error": {"code", "message"}}."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    error = response.get_json()["error"]
+    assert error["code"] == code and error["message"]
+
+
+def test_register_then_exchange_credentials_for_a_token(client):
+    created = client.post("/api/users", json={"username": "alice", "password": "correct horse"})
+    assert created.status_code == 201
+    assert created.get_json() == {"id": created.get_json()["id"], "username": "alice"}
+
+    answer = client.post("/api/tokens", json={"username": "alice", "password": "correct horse"})
+    assert answer.status_code == 200
+    assert answer.get_json()["expires_in"] > 0
+    rooms = client.get("/api/rooms", headers={"Authorization": f"Bearer {answer.get_json()['token']}"})
+    assert rooms.status_code == 200
+
+
+def test_a_taken_username_is_409(client, make_user):
+    make_user("alice")
+    answer = client.post("/api/users", json={"username": "alice", "password": "another one"})
+    assert_error(answer, 409, "conflict")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"username": "al", "password": "correct horse"},
+        {"username": "a" * 33, "password": "correct horse"},
+        {"username": "bad name", "password": "correct horse"},
+        {"username": "alice", "password": "short"},
+        {"username": "alice"},
+        {"username": 5, "password": "correct horse"},
+        ["alice", "correct horse"],
+        "alice",
+    ],
+)
+def test_invalid_registrations_are_400(client, body):
+    assert_error(client.post("/api/users", json=body), 400, "invalid")
+
+
+def test_a_body_that_is_not_json_is_400(client):
+    answer = client.post("/api/users", data="username=alice", content_type="text/plain")
+    assert_error(answer, 400, "invalid")
+
+
+@pytest.mark.parametrize("password", ["wrong password", ""])
+def test_wrong_credentials_are_401(client, make_user, password):
+    make_user("alice")
+    assert_error(client.post("/api/tokens", json={"username": "alice", "password": password}), 401, "unauthorized")
+    assert_error(client.post("/api/tokens", json={"username": "nobody", "password": "x"}), 401, "unauthorized")
+
+
+@pytest.mark.parametrize("header", [None, "Bearer forged", "Basic YWxpY2U6eA==", "Bearer "])
+def test_api_calls_need_a_valid_token_or_session(client, header):
+    headers = {"Authorization": header} if header else {}
+    assert_error(client.get("/api/rooms", headers=headers), 401, "unauthorized")
+
+
+def test_rooms_lists_public_rooms_and_my_private_ones(client, make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    created = client.post("/api/rooms", json={"name": "secret", "private": True}, headers=bearer(alice))
+    assert created.status_code == 201
+    assert created.get_json() == {"name": "secret", "private": True, "members": ["alice"]}
+    client.post("/api/rooms", json={"name": "lobby"}, headers=bearer(bob))
+
+    names = [room["name"] for room in client.get("/api/rooms", headers=bearer(alice)).get_json()]
+    assert names == ["general", "lobby", "secret"]
+    names = [room["name"] for room in client.get("/api/rooms", headers=bearer(bob)).get_json()]
+    assert names == ["general", "lobby"]
+
+
+def test_creating_a_room_that_exists_is_409(client, make_user):
+    alice = make_user("alice")
+    assert_error(client.post("/api/rooms", json={"name": "general"}, headers=bearer(alice)), 409, "conflict")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": ""},
+        {"name": "x" * 65},
+        {"name": "no spaces"},
+        {"name": "ok", "private": "yes"},
+        {"name": "ok", "members": "bob"},
+        {"name": "ok", "members": ["nobody"]},
+        {"name": "ok", "members": [{"nested": ["junk"]}]},
+    ],
+)
+def test_invalid_rooms_are_400(client, make_user, body):
+    assert_error(client.post("/api/rooms", json=body, headers=bearer(make_user("alice"))), 400, "invalid")
+
+
+def post_messages(app, room_name, author, count):
+    """Store count messages in a room and return their ids."""
+    with app.app_context():
+        room = db.session.scalar(db.select(Room).filter_by(name=room_name))
+        user = db.session.scalar(db.select(User).filter_by(username=author))
+        ids = [post_message(room, user, f"message {n}").id for n in range(count)]
+        db.session.remove()
+        return ids
+
+
+def test_messages_page_after_since_and_latest_by_default(app, client, make_user):
+    alice = make_user("alice")
+    ids = post_messages(app, "general", "alice", 5)
+
+    latest = client.get("/api/rooms/general/messages?limit=2", headers=bearer(alice)).get_json()
+    assert [message["id"] for message in latest] == ids[-2:]
+    after = client.get(f"/api/rooms/general/messages?since={ids[1]}", headers=bearer(alice)).get_json()
+    assert [message["id"] for message in after] == ids[2:]
+    assert set(after[0]) == {"id", "room", "author", "text", "created_at", "client_id"}
+    assert after[0]["created_at"].endswith("Z")
+
+
+@pytest.mark.parametrize("query", ["since=-1", "since=abc", "limit=0", "limit=1001", "since=" + "9" * 40])
+def test_bad_paging_parameters_are_400(client, make_user, query):
+    alice = make_user("alice")
+    assert_error(client.get(f"/api/rooms/general/messages?{query}", headers=bearer(alice)), 400, "invalid")
+
+
+def test_private_room_messages_are_403_for_non_members_and_unknown_rooms_404(client, make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    client.post("/api/rooms", json={"name": "secret", "private": True}, headers=bearer(alice))
+    assert client.get("/api/rooms/secret/messages", headers=bearer(alice)).status_code == 200
+    assert_error(client.get("/api/rooms/secret/messages", headers=bearer(bob)), 403, "forbidden")
+    assert_error(client.get("/api/rooms/nowhere/messages", headers=bearer(bob)), 404, "not_found")
+
+
+def test_unknown_api_paths_and_methods_answer_json(client):
+    assert_error(client.get("/api/nothing"), 404, "not_found")
+    assert client.delete("/api/rooms").status_code == 405
+    assert "error" in client.delete("/api/rooms").get_json()
+
+
+def test_session_writes_need_the_csrf_token(app, client, make_user):
+    make_user("alice")
+    app.config["WTF_CSRF_ENABLED"] = True
+    page = client.get("/login").get_data(as_text=True)
+    token = csrf_token(page)
+    client.post("/login", data={"username": "alice", "password": "correct horse", "csrf_token": token})
+
+    assert client.get("/api/rooms").status_code == 200  # reads need no token
+    assert client.post("/api/rooms", json={"name": "forged"}).status_code == 400
+    index = client.get("/").get_data(as_text=True)
+    answer = client.post("/api/rooms", json={"name": "mine"}, headers={"X-CSRFToken": csrf_token(index)})
+    assert answer.status_code == 201
+
+
+def csrf_token(html):
+    """Pull the CSRF token out of a page (a form field or the meta tag)."""
+    match = re.search(r'(?:name="csrf_token"[^>]*value|name="csrf-token"[^>]*content)="([^"]+)"', html)
+    assert match, "no CSRF token on the page"
+    return match.group(1)

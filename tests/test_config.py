@@ -1,0 +1,65 @@
+"""Configuration read from the environment, and the checks made at start-up."""
+
+import subprocess
+import sys
+
+import pytest
+
+from config import Config, ConfigError
+from tests.realstack import PROJECT_ROOT
+
+
+def test_cors_star_is_refused(monkeypatch):
+    monkeypatch.setenv("CORS_ALLOWED_ORIGINS", "https://a.example, *")
+    with pytest.raises(ConfigError, match="list the origins"):
+        Config()
+
+
+def test_cors_origins_are_a_list_and_same_origin_when_unset(monkeypatch):
+    monkeypatch.setenv("CORS_ALLOWED_ORIGINS", "https://a.example/, https://b.example")
+    assert Config().CORS_ALLOWED_ORIGINS == ["https://a.example", "https://b.example"]
+    monkeypatch.delenv("CORS_ALLOWED_ORIGINS")
+    assert Config().CORS_ALLOWED_ORIGINS is None
+
+
+def test_production_needs_a_secret_key(monkeypatch):
+    monkeypatch.setenv("ROOMCAST_ENV", "production")
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        Config()
+    monkeypatch.setenv("SECRET_KEY", "s3cret")
+    config = Config()
+    assert config.SECRET_KEY == "s3cret" and config.SESSION_COOKIE_SECURE is True
+
+
+def test_the_development_key_is_generated_once_and_kept(monkeypatch):
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    monkeypatch.delenv("ROOMCAST_ENV", raising=False)
+    first, second = Config().SECRET_KEY, Config().SECRET_KEY
+    assert first == second and len(first) == 64
+
+
+def test_heroku_style_postgres_urls_are_accepted(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgres://u@db/roomcast")
+    assert Config().SQLALCHEMY_DATABASE_URI == "postgresql://u@db/roomcast"
+
+
+@pytest.mark.parametrize("name, value", [("SOCKET_RATE_PER_SECOND", "ten"), ("WEBSOCKET_ONLY", "maybe")])
+def test_garbage_settings_fail_loudly(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=name):
+        Config()
+
+
+@pytest.mark.parametrize(
+    "env, complaint",
+    [
+        ({"CORS_ALLOWED_ORIGINS": "*"}, "list the origins"),
+        ({"WEB_CONCURRENCY": "2"}, "WEBSOCKET_ONLY=1"),
+    ],
+)
+def test_gunicorn_refuses_to_start_with_an_unsafe_setup(tmp_path, env, complaint):
+    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", "127.0.0.1:0"]
+    full_env = {"PATH": "/usr/bin:/bin", "ROOMCAST_INSTANCE_PATH": str(tmp_path), **env}
+    done = subprocess.run(command, cwd=PROJECT_ROOT, env=full_env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and complaint in done.stderr

@@ -1,0 +1,71 @@
+"""The browser pages: CSRF-protected register, login and logout forms."""
+
+import pytest
+
+from tests.test_api import csrf_token
+
+
+@pytest.fixture
+def csrf_app(app):
+    """Turn CSRF protection back on, as in production."""
+    app.config["WTF_CSRF_ENABLED"] = True
+    return app
+
+
+def form_post(client, path, **fields):
+    """Submit a form the way a browser does: fetch it, then post it with its token."""
+    fields["csrf_token"] = csrf_token(client.get(path).get_data(as_text=True))
+    return client.post(path, data=fields)
+
+
+def test_the_chat_page_needs_a_login(client):
+    answer = client.get("/")
+    assert answer.status_code == 302 and "/login" in answer.headers["Location"]
+
+
+def test_register_logs_in_and_serves_the_chat_page(csrf_app, client):
+    answer = form_post(client, "/register", username="alice", password="correct horse", confirm="correct horse")
+    assert answer.status_code == 302 and answer.headers["Location"] == "/"
+    page = client.get("/").get_data(as_text=True)
+    assert "alice" in page
+
+
+@pytest.mark.parametrize(
+    "fields, complaint",
+    [
+        ({"username": "al", "password": "correct horse", "confirm": "correct horse"}, "3 to 32"),
+        ({"username": "alice", "password": "short", "confirm": "short"}, "8 to 128 characters"),
+        ({"username": "alice", "password": "correct horse", "confirm": "other horse"}, "Passwords differ"),
+    ],
+)
+def test_register_explains_what_is_wrong(csrf_app, client, fields, complaint):
+    answer = form_post(client, "/register", **fields)
+    assert answer.status_code == 400 and complaint in answer.get_data(as_text=True)
+
+
+def test_register_refuses_a_taken_name(csrf_app, client, make_user):
+    make_user("alice")
+    answer = form_post(client, "/register", username="alice", password="correct horse", confirm="correct horse")
+    assert answer.status_code == 400 and "taken" in answer.get_data(as_text=True)
+
+
+def test_forms_without_the_csrf_token_are_refused(csrf_app, client, make_user):
+    make_user("alice")
+    answer = client.post("/login", data={"username": "alice", "password": "correct horse"})
+    assert answer.status_code == 400
+    assert client.get("/").status_code == 302
+
+
+def test_login_then_logout(csrf_app, client, make_user):
+    make_user("alice")
+    assert form_post(client, "/login", username="alice", password="wrong").status_code == 400
+    answer = form_post(client, "/login", username="alice", password="correct horse")
+    assert answer.status_code == 302
+    token = csrf_token(client.get("/").get_data(as_text=True))
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
+    assert client.get("/").status_code == 302
+
+
+def test_the_socket_io_client_is_served_from_npm(client):
+    answer = client.get("/vendor/socket.io/socket.io.esm.min.js")
+    assert answer.status_code == 200 and b"Socket" in answer.data
