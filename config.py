@@ -37,10 +37,17 @@ def env_bool(name, default):
 
 def database_url():
     """Return DATABASE_URL, defaulting to a SQLite file in the instance folder."""
-    url = os.environ.get("DATABASE_URL") or f"sqlite:///{INSTANCE_PATH / 'roomcast.db'}"
-    # Heroku-style URLs say postgres://, which SQLAlchemy 2 no longer accepts.
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url.removeprefix("postgres://")
+    return normalize_database_url(os.environ.get("DATABASE_URL") or f"sqlite:///{INSTANCE_PATH / 'roomcast.db'}")
+
+
+def normalize_database_url(url):
+    """Pick the psycopg2 driver for PostgreSQL URLs that name none."""
+    # postgres:// is the Heroku spelling; SQLAlchemy 2 no longer accepts it. A
+    # bare postgresql:// means psycopg 3 to SQLAlchemy 2.1, but Roomcast ships
+    # psycopg2, which psycogreen makes cooperative under gevent (wsgi.py).
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url.removeprefix(prefix)
     return url
 
 
@@ -88,10 +95,9 @@ class Config:
         self.REDIS_KEY_PREFIX = os.environ.get("REDIS_KEY_PREFIX", "roomcast:")
         self.CORS_ALLOWED_ORIGINS = cors_allowed_origins()
         # Long-polling needs sticky sessions; WebSocket-only mode does not.
-        self.SOCKETIO_TRANSPORTS = (
-            ["websocket"] if env_bool("WEBSOCKET_ONLY", False) else ["polling", "websocket"]
-        )
+        self.SOCKETIO_TRANSPORTS = ["websocket"] if env_bool("WEBSOCKET_ONLY", False) else ["polling", "websocket"]
         self.SOCKETIO_MAX_HTTP_BUFFER_SIZE = env_int("SOCKETIO_MAX_HTTP_BUFFER_SIZE", 1_000_000)
+        self.MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 1_000_000)  # HTTP bodies; 413 beyond
         self.SOCKET_MAX_EVENT_BYTES = env_int("SOCKET_MAX_EVENT_BYTES", 32_768)
         self.SOCKET_RATE_PER_SECOND = env_int("SOCKET_RATE_PER_SECOND", 10)
         self.SOCKET_RATE_BURST = env_int("SOCKET_RATE_BURST", 30)

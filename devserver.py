@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 from embedded_redis import EmbeddedRedis
 
@@ -31,6 +32,20 @@ def stop(processes):
             process.wait()
 
 
+def wait_until_ready(url, web, seconds=60):
+    """Poll /readyz until it answers 200, the web server exits, or time runs out."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and web.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}readyz", timeout=2) as answer:
+                if answer.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
 def main():
     """Run everything until Ctrl-C or until one part dies."""
     env = dict(os.environ)
@@ -46,8 +61,12 @@ def main():
         processes.append(start("web", [PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py"], env))
         celery = [PYTHON, "-m", "celery", "-A", "celery_worker", "worker", "--loglevel=INFO"]
         processes.append(start("worker", celery, env))
-        address = env.get("BIND") or f"127.0.0.1:{env.get('PORT', '8000')}"
-        print(f"\nroomcast: open http://{address}/  (Ctrl-C stops)\n", flush=True)
+        address = env.get("BIND") or f"{env.get('HOST', '127.0.0.1')}:{env.get('PORT', '8000')}"
+        url = f"http://{address}/"
+        if wait_until_ready(url, processes[0]):
+            print(f"\nroomcast: open {url}  (Ctrl-C stops)\n", flush=True)
+        else:
+            print(f"roomcast: {url}readyz did not answer yet; see the log above", file=sys.stderr)
         while all(process.poll() is None for process in processes):
             time.sleep(0.5)
         print("roomcast: a process exited; stopping the rest", file=sys.stderr)

@@ -25,6 +25,7 @@ class RegisterForm(FlaskForm):
         ],
     )
     password = PasswordField(
-        "Password", validators=[InputRequired(), Length(min=8, max=128, message="8 to 128 characters")],
+        "Password",
+        validators=[InputRequired(), Length(min=8, max=128, message="8 to 128 characters")],
     )
     confirm = PasswordField("Repeat password", validators=[EqualTo("password", "Passwords differ")])

@@ -55,9 +55,7 @@ class Room(db.Model):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     private: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    members: Mapped[list[User]] = relationship(
-        secondary="room_members", order_by="User.username", lazy="selectin"
-    )
+    members: Mapped[list[User]] = relationship(secondary="room_members", order_by="User.username", lazy="selectin")
 
     def to_json(self):
         """Serialize as the protocol shows a room."""

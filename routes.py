@@ -3,7 +3,7 @@
 import time
 
 from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import login_required, login_user, logout_user
 from sqlalchemy import text
 
 import metrics
@@ -78,9 +78,7 @@ def readyz():
             results[name] = {"ok": False, "error": f"{type(error).__name__}: {error}"[:300]}
     ready = all(result["ok"] for result in results.values())
     failed = [name for name, result in results.items() if not result["ok"]]
-    return {"status": "ok" if ready else "unavailable", "failed": failed, "checks": results}, (
-        200 if ready else 503
-    )
+    return {"status": "ok" if ready else "unavailable", "failed": failed, "checks": results}, (200 if ready else 503)
 
 
 def check_database():

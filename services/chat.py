@@ -82,12 +82,7 @@ def post_message(room, author, text, client_id=None):
 
 def messages_after(room, since, limit):
     """Return up to limit messages with id > since, oldest first."""
-    query = (
-        db.select(Message)
-        .where(Message.room_id == room.id, Message.id > since)
-        .order_by(Message.id)
-        .limit(limit)
-    )
+    query = db.select(Message).where(Message.room_id == room.id, Message.id > since).order_by(Message.id).limit(limit)
     return db.session.scalars(query).all()
 
 

@@ -6,13 +6,15 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from config import normalize_database_url
+
 
 def create_database(tmp_dir, label):
     """Return the URL of a new empty database named after label."""
     base = os.environ.get("DATABASE_URL")
     if not base or base.startswith("sqlite"):
         return f"sqlite:///{tmp_dir / f'{label}.db'}"
-    url = make_url(base)
+    url = make_url(normalize_database_url(base))
     name = f"roomcast_{label}_{uuid.uuid4().hex[:8]}"
     with _admin_engine(url).connect() as connection:
         connection.execute(sa.text(f'CREATE DATABASE "{name}"'))

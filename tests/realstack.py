@@ -20,7 +20,7 @@ class Process:
     def __init__(self, name, command, env, log_dir):
         self.name = name
         self.log_path = log_dir / f"{name}.log"
-        log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
+        log = open(self.log_path, "ab")  # closed in stop()
         self.log = log
         self.popen = subprocess.Popen(
             command, env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

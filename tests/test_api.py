@@ -169,3 +169,9 @@ def csrf_token(html):
     match = re.search(r'(?:name="csrf_token"[^>]*value|name="csrf-token"[^>]*content)="([^"]+)"', html)
     assert match, "no CSRF token on the page"
     return match.group(1)
+
+
+def test_an_oversized_body_is_413(app, client):
+    app.config["MAX_CONTENT_LENGTH"] = 1000
+    answer = client.post("/api/users", json={"username": "alice", "password": "x" * 2000})
+    assert_error(answer, 413, "too_large")

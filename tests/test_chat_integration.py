@@ -43,7 +43,9 @@ def test_two_users_exchange_messages(stack, open_client, transport):
     assert alice.wait_for("message", lambda m: m["id"] == sent["message"]["id"]) == sent["message"]
 
     reply = bob.call("send", {"room": "general", "text": "hi alice"})
-    assert alice.wait_for("message", lambda m: m["id"] == reply["message"]["id"])["author"] == reply["message"]["author"]
+    assert (
+        alice.wait_for("message", lambda m: m["id"] == reply["message"]["id"])["author"] == reply["message"]["author"]
+    )
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -102,7 +104,9 @@ def test_disallowed_origin_is_refused(stack):
         f"{stack.url}/socket.io/?EIO=4&transport=polling", headers={"Origin": "https://evil.example"}, timeout=10
     )
     assert response.status_code == 400
-    same_origin = requests.get(f"{stack.url}/socket.io/?EIO=4&transport=polling", headers={"Origin": stack.url}, timeout=10)
+    same_origin = requests.get(
+        f"{stack.url}/socket.io/?EIO=4&transport=polling", headers={"Origin": stack.url}, timeout=10
+    )
     assert same_origin.status_code == 200
 
 
@@ -118,10 +122,16 @@ def test_non_member_cannot_join_or_read_a_private_room(stack, open_client, trans
     )
     assert response.status_code == 201
     client = open_client(stranger, transport)
-    for event, payload in [("join", {"room": room}), ("history", {"room": room}), ("send", {"room": room, "text": "x"})]:
+    for event, payload in [
+        ("join", {"room": room}),
+        ("history", {"room": room}),
+        ("send", {"room": room, "text": "x"}),
+    ]:
         ack = client.call(event, payload)
         assert ack["ok"] is False and ack["error"]["code"] == "forbidden"
-    response = requests.get(f"{stack.url}/api/rooms/{room}/messages", headers={"Authorization": f"Bearer {stranger}"}, timeout=10)
+    response = requests.get(
+        f"{stack.url}/api/rooms/{room}/messages", headers={"Authorization": f"Bearer {stranger}"}, timeout=10
+    )
     assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
     listed = requests.get(f"{stack.url}/api/rooms", headers={"Authorization": f"Bearer {stranger}"}, timeout=10).json()
     assert room not in {entry["name"] for entry in listed}
@@ -160,7 +170,7 @@ def test_malformed_payloads_get_error_acks_and_the_connection_stays_up(stack, op
                 continue
             assert ack["error"]["code"] in ("invalid", "too_large", "forbidden", "not_found"), (event, payload, ack)
     # Non-JSON Socket.IO packets, sent raw on the Engine.IO connection.
-    for raw in ["2/chat,{not json", '2/chat,["send"', "2/chat,12", "9/chat,[]", '2/chat,[1,2]']:
+    for raw in ["2/chat,{not json", '2/chat,["send"', "2/chat,12", "9/chat,[]", "2/chat,[1,2]"]:
         client.sio.eio.send(raw)
     assert client.call("join", {"room": "general"})["ok"]
     assert requests.get(f"{stack.url}/healthz", timeout=10).status_code == 200

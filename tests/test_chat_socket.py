@@ -116,9 +116,18 @@ def test_typing_reaches_the_others_only(connect, alice, bob):
 
 def test_private_rooms_are_for_members(client, connect, alice, bob, make_user):
     headers = {"Authorization": f"Bearer {alice['token']}"}
-    assert client.post("/api/rooms", json={"name": "secret", "private": True, "members": ["bob"]}, headers=headers).status_code == 201
+    assert (
+        client.post(
+            "/api/rooms", json={"name": "secret", "private": True, "members": ["bob"]}, headers=headers
+        ).status_code
+        == 201
+    )
     carol = connect(make_user("carol"))
-    for event, payload in [("join", {"room": "secret"}), ("send", {"room": "secret", "text": "hi"}), ("history", {"room": "secret"})]:
+    for event, payload in [
+        ("join", {"room": "secret"}),
+        ("send", {"room": "secret", "text": "hi"}),
+        ("history", {"room": "secret"}),
+    ]:
         assert call(carol, event, payload)["error"]["code"] == "forbidden"
     assert call(connect(bob), "join", {"room": "secret"})["ok"] is True
     assert call(carol, "join", {"room": "nowhere"})["error"]["code"] == "not_found"

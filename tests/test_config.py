@@ -39,9 +39,9 @@ def test_the_development_key_is_generated_once_and_kept(monkeypatch):
     assert first == second and len(first) == 64
 
 
-def test_heroku_style_postgres_urls_are_accepted(monkeypatch):
+def test_postgres_urls_use_the_shipped_driver(monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "postgres://u@db/roomcast")
-    assert Config().SQLALCHEMY_DATABASE_URI == "postgresql://u@db/roomcast"
+    assert Config().SQLALCHEMY_DATABASE_URI == "postgresql+psycopg2://u@db/roomcast"
 
 
 @pytest.mark.parametrize("name, value", [("SOCKET_RATE_PER_SECOND", "ten"), ("WEBSOCKET_ONLY", "maybe")])

@@ -1,8 +1,8 @@
 """Health checks and metrics."""
 
+from app import create_app
 from embedded_redis import free_port
 from tests.conftest import config_for
-from app import create_app
 
 
 def test_healthz_answers_while_the_process_serves(client):

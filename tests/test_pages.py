@@ -67,5 +67,5 @@ def test_login_then_logout(csrf_app, client, make_user):
 
 
 def test_the_socket_io_client_is_served_from_npm(client):
-    answer = client.get("/vendor/socket.io/socket.io.esm.min.js")
-    assert answer.status_code == 200 and b"Socket" in answer.data
+    with client.get("/vendor/socket.io/socket.io.esm.min.js") as answer:
+        assert answer.status_code == 200 and b"Socket" in answer.data

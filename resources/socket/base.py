@@ -7,6 +7,7 @@ from time import monotonic
 
 from flask import current_app, request
 from flask_login import current_user
+
 # python-socketio's ConnectionRefusedError, not the builtin: only it refuses a connect.
 from flask_socketio import ConnectionRefusedError, Namespace
 
