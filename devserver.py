@@ -56,6 +56,8 @@ def main():
         print(f"roomcast: embedded Redis at {redis_server.url}", flush=True)
     processes = []
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Ctrl-C stops everything, even when a shell started us with SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         subprocess.run([PYTHON, "-m", "flask", "--app", "app", "db", "upgrade"], env=env, check=True)
         processes.append(start("web", [PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py"], env))

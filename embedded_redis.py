@@ -43,7 +43,9 @@ class EmbeddedRedis:
             "--dir", self.workdir,
             "--maxclients", "10000",
         ]  # fmt: skip
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        # Its own session: a Ctrl-C meant for `make run` must not stop Redis before
+        # the processes that use it; the owner stops it last.
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, start_new_session=True)
         client = redis.Redis(port=self.port, socket_connect_timeout=1)
         deadline = time.monotonic() + timeout
         while True:
