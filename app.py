@@ -1,10 +1,13 @@
 """The application factory: wires Flask, Socket.IO, the database, Redis and Celery."""
 
 import logging
+import sqlite3
 from pathlib import Path
 
 from celery import Celery, Task
 from flask import Flask, jsonify, request, send_from_directory
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
 from config import INSTANCE_PATH, PROJECT_ROOT, Config
@@ -29,6 +32,8 @@ def create_app(config=None):
     register_error_handlers(app)
     register_request_metrics(app)
     celery_init_app(app)
+    import tasks  # noqa: F401  (registers the job kinds with their Celery tasks)
+
     return app
 
 
@@ -45,12 +50,23 @@ def register_extensions(app):
         app,
         async_mode="gevent",
         message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"],
+        channel=app.config["SOCKETIO_CHANNEL"],
         cors_allowed_origins=app.config["CORS_ALLOWED_ORIGINS"],
         transports=app.config["SOCKETIO_TRANSPORTS"],
         max_http_buffer_size=app.config["SOCKETIO_MAX_HTTP_BUFFER_SIZE"],
     )
     # init_app builds a new Socket.IO server, so namespaces are registered after it.
     register_namespaces(socketio)
+
+
+@event.listens_for(Engine, "connect")
+def tune_sqlite(dbapi_connection, connection_record):
+    """Let SQLite readers and a writer work at once (WAL), and wait for locks instead of failing."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
 
 
 def register_blueprints(app):

@@ -23,6 +23,17 @@ def env_int(name, default):
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def env_float(name, default):
+    """Read a number setting, failing loudly on garbage."""
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
 def env_bool(name, default):
     """Read a boolean setting written as 1/0, true/false, yes/no."""
     raw = os.environ.get(name, "").strip().lower()
@@ -106,13 +117,29 @@ class Config:
         self.SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", production)
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
+        # Web processes and Celery workers meet on this Redis pub/sub channel;
+        # deployments sharing a Redis keep apart by REDIS_KEY_PREFIX.
+        self.SOCKETIO_CHANNEL = self.REDIS_KEY_PREFIX + "socketio"
+        self.EXPORT_DIR = os.environ.get("EXPORT_DIR") or str(INSTANCE_PATH / "exports")
+        self.JOB_HEARTBEAT_SECONDS = env_float("JOB_HEARTBEAT_SECONDS", 2.0)
+        self.JOB_STALE_SECONDS = env_float("JOB_STALE_SECONDS", 30.0)
+        self.JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
+        self.JOB_SWEEP_SECONDS = env_float("JOB_SWEEP_SECONDS", 5.0)
         self.CELERY = {
             "broker_url": os.environ.get("CELERY_BROKER_URL", self.REDIS_URL),
+            "task_default_queue": self.REDIS_KEY_PREFIX + "jobs",
             "task_ignore_result": True,  # job state lives in the database
+            # A task is acknowledged when it ends, and put back in the queue when
+            # the process running it dies, so another worker runs it.
             "task_acks_late": True,
             "task_reject_on_worker_lost": True,
             "worker_prefetch_multiplier": 1,
             "broker_connection_retry_on_startup": True,
+            # Redis redelivers an unacknowledged task after this many seconds, even
+            # to a second worker while the first still runs it: keep it longer than
+            # the longest job. Jobs of a vanished worker are re-dispatched sooner
+            # by the job sweeper (JOB_STALE_SECONDS).
+            "broker_transport_options": {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)},
         }
 
 

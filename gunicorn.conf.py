@@ -2,12 +2,18 @@
 
 import os
 import resource
+import shutil
 import sys
 import tempfile
 
-from prometheus_client import multiprocess
-
 from config import ConfigError, cors_allowed_origins, env_bool
+
+# Metrics from every worker meet in files in this folder (see metrics.py). It
+# must be set before anything imports prometheus_client, which picks its
+# storage at import, and workers inherit what the master imported.
+OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if OWN_METRICS_DIR:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="roomcast-metrics-")
 
 wsgi_app = "wsgi:app"
 worker_class = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
@@ -32,12 +38,16 @@ control_socket_disable = True
 # No preload_app: each worker must monkey-patch before the app is imported.
 preload_app = False
 
-# Metrics from every worker meet in files here (see metrics.py).
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="roomcast-metrics-"))
+
+def remove_own_metrics_dir():
+    """Remove the metrics folder if this file made it."""
+    if OWN_METRICS_DIR:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 def refuse(message):
     """Stop start-up with a clear message."""
+    remove_own_metrics_dir()
     sys.exit(f"gunicorn.conf.py: {message}")
 
 
@@ -75,19 +85,30 @@ def on_starting(server):
         os.remove(os.path.join(metrics_dir, name))
 
 
+def on_exit(server):
+    """Clean up after the last worker."""
+    remove_own_metrics_dir()
+
+
 def child_exit(server, worker):
     """Drop a dead worker's live gauges from the metrics."""
+    from prometheus_client import multiprocess
+
     multiprocess.mark_process_dead(worker.pid)
 
 
 def post_worker_init(worker):
-    """On SIGTERM, also close the Socket.IO connections, so the worker drains at once."""
+    """Start the stale-job sweeper; on SIGTERM, also close the Socket.IO connections."""
     import signal
 
     import gevent
 
     from extensions import socketio
+    from services.jobs import supervise
     from socket_views import close_all_connections
+
+    # Every web process sweeps; the sweep's conditional updates let only one act on a job.
+    gevent.spawn(supervise, worker.wsgi)
 
     stop_accepting = worker.handle_exit
 

@@ -11,6 +11,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily
 
 disable_created_metrics()  # *_created series double the page and nobody graphs them
 
@@ -34,10 +35,27 @@ HTTP_REQUESTS = Counter(
 )
 
 
-def render():
-    """Return the metrics page body: this process's values, or every process's."""
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return generate_latest(REGISTRY)
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
-    return generate_latest(registry)
+class JobsCollector:
+    """Report jobs by kind and status, counted in the database at scrape time."""
+
+    def __init__(self, counts):
+        self.counts = counts  # a callable returning {(kind, status): count}
+
+    def collect(self):
+        """Yield the roomcast_jobs gauge."""
+        family = GaugeMetricFamily("roomcast_jobs", "Jobs by kind and status.", labels=["kind", "status"])
+        for (kind, status), count in sorted(self.counts().items()):
+            family.add_metric([kind, status], count)
+        yield family
+
+
+def render(job_counts):
+    """Return the metrics page body: every web process's values, and the jobs from the database."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    jobs = CollectorRegistry()
+    jobs.register(JobsCollector(job_counts))
+    return generate_latest(registry) + generate_latest(jobs)

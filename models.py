@@ -1,9 +1,9 @@
-"""Database models: users, rooms, their members and messages."""
+"""Database models: users, rooms, their members, messages and jobs."""
 
 from datetime import UTC, datetime
 
 from flask_login import UserMixin
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -103,4 +103,54 @@ class Message(db.Model):
             "text": self.text,
             "created_at": isoformat(self.created_at),
             "client_id": self.client_id,
+        }
+
+
+class Job(db.Model):
+    """A background job: its request, where it stands, and how it ended."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_status_heartbeat_at", "status", "heartbeat_at"),)
+
+    STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+    FINISHED = ("succeeded", "failed", "cancelled")
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    progress: Mapped[int] = mapped_column(default=0)
+    result: Mapped[dict | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    room_id: Mapped[int | None] = mapped_column(ForeignKey("rooms.id", ondelete="SET NULL"))
+    # Each dispatch of the job is an attempt; a task message of an older attempt is stale.
+    attempt: Mapped[int] = mapped_column(default=1)
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    # Written by the running task every few seconds; a stale one means its worker vanished.
+    heartbeat_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    owner: Mapped[User] = relationship(lazy="joined")
+    room: Mapped[Room | None] = relationship(lazy="joined")
+
+    @property
+    def finished(self):
+        """Tell whether the job has ended, whichever way."""
+        return self.status in self.FINISHED
+
+    def to_json(self):
+        """Serialize as the protocol shows a job (plus its params, an extension)."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "params": self.params,
+            "status": self.status,
+            "progress": self.progress,
+            "result": self.result,
+            "error": self.error,
+            "room": self.room.name if self.room else None,
+            "owner": self.owner.username,
+            "created_at": isoformat(self.created_at),
+            "updated_at": isoformat(self.updated_at),
         }

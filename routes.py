@@ -10,6 +10,7 @@ import metrics
 from errors import ProtocolError
 from extensions import db, redis_store
 from forms import LoginForm, RegisterForm
+from services import jobs
 from services.accounts import authenticate, create_user
 
 pages = Blueprint("pages", __name__)
@@ -97,4 +98,8 @@ def check_redis():
 @ops.get("/metrics")
 def metrics_page():
     """Expose Prometheus metrics, summed over every web process."""
-    return Response(metrics.render(), mimetype="text/plain; version=0.0.4; charset=utf-8")
+    try:
+        body = metrics.render(jobs.count_by_kind_and_status)
+    finally:
+        db.session.remove()
+    return Response(body, mimetype="text/plain; version=0.0.4; charset=utf-8")

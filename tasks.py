@@ -1,1 +1,103 @@
-"""Celery tasks; they report to browsers through a write-only Socket.IO emitter."""
+"""The job kinds: each is a Celery task that reports progress to its job's room.
+
+A job body takes a JobRun and its params; it calls run.progress(...) as it
+goes and returns the job's result. See README "Adding a job kind".
+"""
+
+import csv
+import json
+import os
+
+from extensions import db
+from models import Message, User, isoformat
+from services import chat, jobs
+from services.job_runner import job_task
+from validation import ROOM_NAME, Field
+
+EXPORT_BATCH = 500  # rows between progress reports
+
+
+@job_task(
+    "sleep",
+    seconds=Field(float, minimum=0, maximum=600),
+    steps=Field(int, minimum=1, maximum=1000),
+)
+def sleep(run, seconds, steps):
+    """Sleep for `seconds` in `steps` equal steps, reporting each one (demos, tests, benchmarks)."""
+    # A re-run (its worker died) resumes after the last step it reported.
+    done = -(-run.resumed_progress * steps // 100)
+    for step in range(done + 1, steps + 1):
+        run.sleep(seconds / steps)
+        run.progress(step * 100 // steps, f"step {step} of {steps}")
+    return {"seconds": seconds, "steps": steps}
+
+
+def can_read_room(owner, params):
+    """Refuse an export of a room the owner may not read."""
+    chat.readable_room(params["room"], owner)
+
+
+@job_task("export", authorize=can_read_room, room=ROOM_NAME, format=Field(str, choices=("csv", "json")))
+def export(run, room, format):
+    """Write every message of a room to a CSV or JSON file that only the owner may download."""
+    found = chat.readable_room(room, run.owner)  # again: membership may have changed since
+    total = db.session.scalar(db.select(db.func.count()).select_from(Message).filter_by(room_id=found.id))
+    path = jobs.export_file(run.job_id, format)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".part")
+    query = (
+        db.select(Message.id, Message.created_at, User.username, Message.text, Message.client_id)
+        .join(User, Message.author_id == User.id)
+        .where(Message.room_id == found.id)
+        .order_by(Message.id)
+    )
+    written = 0
+    # Stream on a connection of its own (a server-side cursor on PostgreSQL):
+    # progress commits on the session's connection would close its cursor.
+    with db.engine.connect() as connection, open(partial, "w", newline="", encoding="utf-8") as out:
+        rows = connection.execution_options(yield_per=EXPORT_BATCH).execute(query)
+        write = csv_writer(out) if format == "csv" else json_writer(out)
+        for row in rows:
+            write(
+                {
+                    "id": row.id,
+                    "room": room,
+                    "author": row.username,
+                    "text": row.text,
+                    "created_at": isoformat(row.created_at),
+                    "client_id": row.client_id,
+                }
+            )
+            written += 1
+            if written % EXPORT_BATCH == 0:
+                run.progress(min(99, written * 100 // max(total, 1)), f"{written} of {total} messages")
+        write(None)
+    os.replace(partial, path)
+    return {
+        "url": f"/api/jobs/{run.job_id}/file",
+        "format": format,
+        "rows": written,
+        "bytes": path.stat().st_size,
+    }
+
+
+def csv_writer(out):
+    """Return write(message) for CSV; write(None) ends the file."""
+    writer = csv.DictWriter(out, fieldnames=["id", "room", "author", "text", "created_at", "client_id"])
+    writer.writeheader()
+    return lambda message: message is not None and writer.writerow(message)
+
+
+def json_writer(out):
+    """Return write(message) for a JSON array written one element at a time; write(None) closes it."""
+    state = {"first": True}
+
+    def write(message):
+        if message is None:
+            out.write("[]\n" if state["first"] else "\n]\n")
+            return
+        out.write("[\n" if state["first"] else ",\n")
+        out.write(json.dumps(message, ensure_ascii=False))
+        state["first"] = False
+
+    return write

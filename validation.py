@@ -17,18 +17,23 @@ class Field:
     optional: bool = False
     min_length: int | None = None
     max_length: int | None = None
-    minimum: int | None = None
-    maximum: int | None = None
+    minimum: float | None = None
+    maximum: float | None = None
     pattern: re.Pattern | None = None
     pattern_text: str = ""
     items: "Field | None" = None
     max_items: int | None = None
+    choices: tuple = ()
 
     def check(self, name, value):
         """Return the value if it fits, else raise ProtocolError('invalid')."""
-        # bool is an int in Python; a JSON true is never a valid id or count.
-        if not isinstance(value, self.kind) or (self.kind is int and isinstance(value, bool)):
+        # A float field takes any JSON number; bool is an int in Python, but a
+        # JSON true is never a valid id, count or duration.
+        kinds = (int, float) if self.kind is float else self.kind
+        if not isinstance(value, kinds) or (self.kind in (int, float) and isinstance(value, bool)):
             raise ProtocolError("invalid", f"{name} must be {KIND_NAMES[self.kind]}")
+        if self.choices and value not in self.choices:
+            raise ProtocolError("invalid", f"{name} must be one of {', '.join(map(str, self.choices))}")
         if self.kind is str:
             if self.min_length is not None and len(value) < self.min_length:
                 raise ProtocolError("invalid", f"{name} must have at least {self.min_length} characters")
@@ -36,7 +41,9 @@ class Field:
                 raise ProtocolError("invalid", f"{name} must have at most {self.max_length} characters")
             if self.pattern is not None and not self.pattern.fullmatch(value):
                 raise ProtocolError("invalid", f"{name} must be {self.pattern_text}")
-        if self.kind is int:
+        if self.kind in (int, float):
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ProtocolError("invalid", f"{name} must be a finite number")
             if self.minimum is not None and value < self.minimum:
                 raise ProtocolError("invalid", f"{name} must be at least {self.minimum}")
             if self.maximum is not None and value > self.maximum:
@@ -48,7 +55,14 @@ class Field:
         return value
 
 
-KIND_NAMES = {str: "a string", int: "an integer", bool: "a boolean", list: "a list", dict: "an object"}
+KIND_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    list: "a list",
+    dict: "an object",
+}
 
 USERNAME = Field(str, pattern=USERNAME_PATTERN, pattern_text="3 to 32 of A-Z a-z 0-9 _ . -")
 ROOM_NAME = Field(str, pattern=ROOM_NAME_PATTERN, pattern_text="1 to 64 of A-Z a-z 0-9 _ . -")

@@ -1,6 +1,8 @@
 """Fixtures: Redis and a migrated database per session, a fresh app per test."""
 
+import atexit
 import os
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -8,7 +10,9 @@ from pathlib import Path
 import pytest
 
 # The app reads its instance folder at import; keep the tests' one private.
-os.environ.setdefault("ROOMCAST_INSTANCE_PATH", tempfile.mkdtemp(prefix="roomcast-instance-"))
+if not os.environ.get("ROOMCAST_INSTANCE_PATH"):
+    os.environ["ROOMCAST_INSTANCE_PATH"] = TESTS_INSTANCE_PATH = tempfile.mkdtemp(prefix="roomcast-instance-")
+    atexit.register(shutil.rmtree, TESTS_INSTANCE_PATH, ignore_errors=True)
 
 import flask  # noqa: E402
 from flask_migrate import upgrade  # noqa: E402
@@ -18,10 +22,13 @@ from config import TestingConfig  # noqa: E402
 from embedded_redis import EmbeddedRedis  # noqa: E402
 from extensions import db, socketio  # noqa: E402
 from services.accounts import create_user, issue_token  # noqa: E402
+from tests.clients import SocketClient  # noqa: E402
 from tests.databases import create_database, drop_database  # noqa: E402
 from tests.realstack import Stack  # noqa: E402
 
-TABLES_TO_EMPTY = ("messages", "room_members", "users", "rooms")
+# Integration stacks notice a vanished worker within seconds, not the default half minute.
+FAST_JOB_RECOVERY = {"JOB_HEARTBEAT_SECONDS": "0.5", "JOB_STALE_SECONDS": "5", "JOB_SWEEP_SECONDS": "0.5"}
+TABLES_TO_EMPTY = ("jobs", "messages", "room_members", "users", "rooms")
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +66,10 @@ def config_for(database_url, redis_url):
     config = TestingConfig()
     config.SQLALCHEMY_DATABASE_URI = database_url
     config.REDIS_URL = redis_url
-    config.REDIS_KEY_PREFIX = f"roomcast-test-{uuid.uuid4().hex[:8]}:"
+    config.REDIS_KEY_PREFIX = prefix = f"roomcast-test-{uuid.uuid4().hex[:8]}:"
+    config.SOCKETIO_CHANNEL = prefix + "socketio"
+    config.CELERY = {**config.CELERY, "broker_url": redis_url, "task_default_queue": prefix + "jobs"}
+    config.EXPORT_DIR = os.path.join(os.environ["ROOMCAST_INSTANCE_PATH"], "exports", prefix.rstrip(":"))
     return config
 
 
@@ -124,7 +134,7 @@ def stack(tmp_root, redis_url):
     log_dir.mkdir()
     url = create_database(tmp_root, "stack")
     # The junk-payload tests send a hundred events at once; rate limits have their own tests.
-    real = Stack(url, redis_url, log_dir, SOCKET_RATE_PER_SECOND="1000", SOCKET_RATE_BURST="1000")
+    real = Stack(url, redis_url, log_dir, SOCKET_RATE_PER_SECOND="1000", SOCKET_RATE_BURST="1000", **FAST_JOB_RECOVERY)
     try:
         real.migrate()
         real.start_web()
@@ -133,3 +143,18 @@ def stack(tmp_root, redis_url):
     finally:
         real.stop()
         drop_database(url)
+
+
+@pytest.fixture
+def open_client(stack):
+    """Return a factory of clients connected to the session's stack, closed after the test."""
+    opened = []
+
+    def make(token, transport, **kwargs):
+        client = SocketClient(stack.url, token, transport, **kwargs).connect()
+        opened.append(client)
+        return client
+
+    yield make
+    for client in opened:
+        client.close()

@@ -64,6 +64,8 @@ class Stack:
             "REDIS_KEY_PREFIX": f"roomcast-it-{self.port}:",
             **env,
         }
+        # A None value removes a variable, to test the defaults.
+        self.env = {name: value for name, value in self.env.items() if value is not None}
         self.web = None
         self.workers = []
 

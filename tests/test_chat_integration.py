@@ -13,21 +13,6 @@ TRANSPORTS = ["websocket", "polling"]
 names = (f"u{uuid.uuid4().hex[:6]}{n}" for n in itertools.count())
 
 
-@pytest.fixture
-def open_client(stack):
-    """Return a factory of connected clients, closed after the test."""
-    opened = []
-
-    def make(token, transport, **kwargs):
-        client = SocketClient(stack.url, token, transport, **kwargs).connect()
-        opened.append(client)
-        return client
-
-    yield make
-    for client in opened:
-        client.close()
-
-
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_two_users_exchange_messages(stack, open_client, transport):
     alice = open_client(register(stack.url, next(names)), transport)

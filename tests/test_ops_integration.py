@@ -25,7 +25,8 @@ def two_process_stack(tmp_root, redis_url):
     log_dir = tmp_root / "two-process"
     log_dir.mkdir()
     url = create_database(tmp_root, "twoprocess")
-    real = Stack(url, redis_url, log_dir, WEB_CONCURRENCY="2", WEBSOCKET_ONLY="1")
+    # No PROMETHEUS_MULTIPROC_DIR: the default gunicorn.conf.py picks must work.
+    real = Stack(url, redis_url, log_dir, WEB_CONCURRENCY="2", WEBSOCKET_ONLY="1", PROMETHEUS_MULTIPROC_DIR=None)
     try:
         real.migrate()
         real.start_web()

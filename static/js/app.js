@@ -123,6 +123,7 @@ function renderPeople() {
 
 function showRoom(name) {
   current = name;
+  root.dataset.room = name; // jobs.js starts exports of this room
   roomState(name).unread = 0;
   $("#room-title").textContent = name;
   document.body.classList.remove("show-rooms");

@@ -1,0 +1,122 @@
+"""Running a job inside a Celery task: claim it, report progress, stop on cancel, record the end."""
+
+import logging
+import time
+
+from celery import shared_task
+from flask import current_app
+
+from errors import ProtocolError
+from extensions import db
+from models import Job
+from services import jobs
+
+log = logging.getLogger(__name__)
+
+
+class JobCancelled(Exception):
+    """The owner cancelled the job; raised at a checkpoint."""
+
+
+class JobLost(Exception):
+    """Another attempt owns the job now (or it ended); this one must stop quietly."""
+
+
+class JobRun:
+    """What a job body gets: its params, progress reporting and cooperative checkpoints."""
+
+    def __init__(self, job, attempt):
+        self.job_id, self.attempt = job.id, attempt
+        self.owner = job.owner
+        # Progress already reported by an earlier attempt; a body may resume from it.
+        self.resumed_progress = job.progress
+        self.heartbeat_every = current_app.config["JOB_HEARTBEAT_SECONDS"]
+        self.last_heartbeat = time.monotonic()
+
+    def progress(self, percent, detail=""):
+        """Report progress (0 to 100); stored, then emitted to the job's room if it moved forward."""
+        self.checkpoint()
+        jobs.record_progress(self.job_id, self.attempt, percent, detail)
+
+    def checkpoint(self):
+        """Heartbeat every few seconds; raise JobCancelled or JobLost when the job must stop.
+
+        A body calls this (or progress, or sleep) at least every few seconds:
+        a job silent for JOB_STALE_SECONDS is taken for dead and run again.
+        """
+        if time.monotonic() - self.last_heartbeat < self.heartbeat_every:
+            return
+        self.last_heartbeat = time.monotonic()
+        cancel_requested = jobs.heartbeat(self.job_id, self.attempt)
+        if cancel_requested is None:
+            raise JobLost()
+        if cancel_requested:
+            raise JobCancelled()
+
+    def sleep(self, seconds):
+        """Sleep, checkpointing every quarter second so a cancel stops it promptly."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.25))
+            self.checkpoint()
+
+
+def job_task(kind, authorize=None, **params):
+    """Make `body(run, **params)` the Celery task of a job kind; its return value is the result."""
+
+    def register(body):
+        @shared_task(name=f"roomcast.jobs.{kind}")
+        def task(job_id, attempt):
+            run_job(body, job_id, attempt)
+
+        task.__doc__ = body.__doc__
+
+        jobs.KINDS[kind] = jobs.JobKind(task=task, params=params, authorize=authorize)
+        return task
+
+    return register
+
+
+def run_job(body, job_id, attempt):
+    """Run one attempt of a job and record how it ended; never leave it running."""
+    job = db.session.get(Job, job_id)
+    if job is None or not claim(job, attempt):
+        log.info("job %s attempt %s: nothing to do (finished, superseded or running elsewhere)", job_id, attempt)
+        return
+    run = JobRun(job, attempt)
+    jobs.emit("progress", {"job_id": job_id, "progress": job.progress, "detail": "running"}, jobs.channel(job_id))
+    try:
+        result = body(run, **job.params)
+    except JobLost:
+        db.session.rollback()
+        log.warning("job %s attempt %s: superseded by another attempt; stopping", job_id, attempt)
+    except JobCancelled:
+        db.session.rollback()
+        jobs.finish(job_id, "cancelled", attempt=attempt)
+    except ProtocolError as error:  # a refusal the owner should read, e.g. no longer a member
+        db.session.rollback()
+        jobs.finish(job_id, "failed", error=error.message, attempt=attempt)
+    except Exception as error:
+        db.session.rollback()
+        log.exception("job %s (%s) failed", job_id, job.kind)
+        jobs.finish(job_id, "failed", error=f"{type(error).__name__}: {error}"[:500], attempt=attempt)
+    else:
+        jobs.finish(job_id, "succeeded", result=result, attempt=attempt)
+
+
+def claim(job, attempt):
+    """Take the job for this attempt, telling a dead runner's returned task from a duplicate."""
+    fresh = 2 * current_app.config["JOB_HEARTBEAT_SECONDS"]
+    if jobs.claim(job.id, attempt, fresh):
+        db.session.refresh(job)
+        return True
+    db.session.refresh(job)
+    if job.status != "running" or job.attempt != attempt:
+        return False
+    # This attempt's task is back while the job still looks alive: either the
+    # process running it just died (acks_late put the task back at once) or the
+    # broker delivered it twice. A dead runner's heartbeat stops; wait to see.
+    time.sleep(fresh)
+    claimed = jobs.claim(job.id, attempt, fresh)
+    db.session.refresh(job)
+    return claimed
