@@ -44,7 +44,7 @@ def export(run, room, format):
     total = db.session.scalar(db.select(db.func.count()).select_from(Message).filter_by(room_id=found.id))
     path = jobs.export_file(run.job_id, format)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".part")
+    partial = path.with_suffix(f".attempt{run.attempt}.part")
     query = (
         db.select(Message.id, Message.created_at, User.username, Message.text, Message.client_id)
         .join(User, Message.author_id == User.id)
@@ -72,6 +72,7 @@ def export(run, room, format):
             if written % EXPORT_BATCH == 0:
                 run.progress(min(99, written * 100 // max(total, 1)), f"{written} of {total} messages")
         write(None)
+    run.checkpoint(force=True)  # still ours (not cancelled or superseded) before publishing the file
     os.replace(partial, path)
     return {
         "url": f"/api/jobs/{run.job_id}/file",

@@ -76,7 +76,12 @@ def post_message(room, author, text, client_id=None):
             return existing
     message = Message(room=room, author=author, text=text, client_id=client_id)
     db.session.add(message)
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:  # the same retry raced us (SQLite ignores FOR UPDATE): return its message
+        db.session.rollback()
+        query = db.select(Message).filter_by(room_id=room.id, author_id=author.id, client_id=client_id)
+        return db.session.scalars(query).one()
     return message
 
 

@@ -38,13 +38,13 @@ class JobRun:
         self.checkpoint()
         jobs.record_progress(self.job_id, self.attempt, percent, detail)
 
-    def checkpoint(self):
+    def checkpoint(self, force=False):
         """Heartbeat every few seconds; raise JobCancelled or JobLost when the job must stop.
 
         A body calls this (or progress, or sleep) at least every few seconds:
         a job silent for JOB_STALE_SECONDS is taken for dead and run again.
         """
-        if time.monotonic() - self.last_heartbeat < self.heartbeat_every:
+        if not force and time.monotonic() - self.last_heartbeat < self.heartbeat_every:
             return
         self.last_heartbeat = time.monotonic()
         cancel_requested = jobs.heartbeat(self.job_id, self.attempt)
@@ -101,6 +101,8 @@ def run_job(body, job_id, attempt):
         log.exception("job %s (%s) failed", job_id, job.kind)
         jobs.finish(job_id, "failed", error=f"{type(error).__name__}: {error}"[:500], attempt=attempt)
     else:
+        # Clients that draw only progress events see the bar reach 100 before done.
+        jobs.record_progress(job_id, attempt, 100, "finished")
         jobs.finish(job_id, "succeeded", result=result, attempt=attempt)
 
 

@@ -96,7 +96,9 @@ def cancel_job(job):
         return job
     current_app.extensions["celery"].control.revoke(task_id(job.id, job.attempt))
     if not finish(job.id, "cancelled", statuses=("queued",)):
-        db.session.execute(update(Job).where(Job.id == job.id, Job.status == "running").values(cancel_requested=True))
+        # queued too: the sweeper may have queued it again since; its next run stops at once.
+        unfinished = Job.status.in_(("queued", "running"))
+        db.session.execute(update(Job).where(Job.id == job.id, unfinished).values(cancel_requested=True))
         db.session.commit()
     db.session.refresh(job)
     return job

@@ -175,3 +175,8 @@ def test_an_oversized_body_is_413(app, client):
     app.config["MAX_CONTENT_LENGTH"] = 1000
     answer = client.post("/api/users", json={"username": "alice", "password": "x" * 2000})
     assert_error(answer, 413, "too_large")
+
+
+def test_non_ascii_digits_are_400_not_500(client, make_user):
+    alice = make_user("alice")
+    assert_error(client.get("/api/rooms/general/messages?since=²", headers=bearer(alice)), 400, "invalid")

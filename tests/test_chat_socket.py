@@ -189,3 +189,11 @@ def test_a_namespace_handler_without_a_schema_is_refused_at_class_creation():
         class Careless(BaseSocket):
             def on_anything(self, **data):
                 return {}
+
+
+@pytest.mark.parametrize("event, payload", [("connect", {"token": "x"}), ("disconnect", "client disconnect")])
+def test_clients_cannot_fire_the_lifecycle_events(connect, alice, event, payload):
+    client = connect(alice)
+    ack = client.emit(event, payload, callback=True, namespace=NS)
+    assert ack["ok"] is False and ack["error"]["code"] == "invalid"
+    assert call(client, "join", {"room": "general"})["ok"] is True

@@ -49,7 +49,12 @@ def query_int(name, minimum, maximum=None):
     raw = request.args.get(name)
     if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 16 or int(raw) < minimum or (maximum is not None and int(raw) > maximum):
+    if (
+        not (raw.isascii() and raw.isdigit())
+        or len(raw) > 16
+        or int(raw) < minimum
+        or (maximum is not None and int(raw) > maximum)
+    ):
         bounds = f"{minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
         raise ProtocolError("invalid", f"{name} must be an integer, {bounds}")
     return int(raw)

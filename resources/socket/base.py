@@ -99,6 +99,9 @@ class BaseSocket(Namespace):
 
     def trigger_event(self, event, *args):
         """Route an event to its on_<event> method through the guards every event gets."""
+        if event in LIFECYCLE_EVENTS and self._sent_by_client(event, args):
+            SOCKET_EVENTS.labels(self.namespace, event, "invalid").inc()
+            return error_ack("invalid", f"{event} is a reserved event name")
         if event in LIFECYCLE_EVENTS:
             handler = partial(self._run_lifecycle, getattr(self, f"on_{event}"))
         else:
@@ -110,6 +113,14 @@ class BaseSocket(Namespace):
         # The same call flask_socketio.Namespace makes: it pushes the app and
         # request contexts and the connection's session around the handler.
         return self.socketio._handle_event(handler, event, self.namespace, *args)
+
+    def _sent_by_client(self, event, args):
+        """Tell a client's event named connect/disconnect from the server's own lifecycle call."""
+        sid = args[0] if args else None
+        if event == "connect":  # the real one comes before the connection is known
+            return sid in self.user_ids
+        # python-socketio marks a connection as disconnecting before its real disconnect call.
+        return self.server.manager.is_connected(sid, self.namespace)
 
     def _run_lifecycle(self, handler, *args):
         try:

@@ -32,13 +32,15 @@ class ChatSocket(BaseSocket):
         found = chat.readable_room(room, user)
         if not found.private:
             chat.add_member(found, user)
+        # Follow the room before reading it: a message stored meanwhile then
+        # arrives in the ack, as a broadcast, or both (clients drop duplicates by id).
+        join_room(channel(room))
         if since is None:
             messages, more = chat.messages_before(found, None, 50), False
         else:
-            limit = current_app.config["JOIN_CATCHUP_LIMIT"]
-            messages = chat.messages_after(found, since, limit + 1)
-            messages, more = messages[:limit], len(messages) > limit
-        join_room(channel(room))
+            limit = current_app.config["JOIN_CATCHUP_LIMIT"] or None  # 0: every message, as protocol.md says
+            messages = chat.messages_after(found, since, limit + 1 if limit else None)
+            messages, more = messages[:limit], bool(limit) and len(messages) > limit
         status = presence.enter(room, user.username, request.sid)
         if status:
             self.announce(room, user.username, status)

@@ -136,16 +136,21 @@ function showRoom(name) {
 
 async function join(name) {
   const state = roomState(name);
-  const payload = state.lastId === null ? { room: name } : { room: name, since: state.lastId };
+  const since = state.lastId;
+  const payload = since === null ? { room: name } : { room: name, since };
   const ack = await request("join", payload);
   state.online = new Set(ack.online);
   addMessages(name, ack.messages);
+  // A server with JOIN_CATCHUP_LIMIT caps a join's catch-up; page on through the HTTP API
+  // from our own cursor (live messages arriving meanwhile move state.lastId past the gap).
+  let cursor = ack.messages.length ? ack.messages[ack.messages.length - 1].id : since;
   let more = ack.more;
   while (more) {
-    // The server caps a join's catch-up; page on through the HTTP API.
-    const response = await fetch(`/api/rooms/${encodeURIComponent(name)}/messages?since=${state.lastId}&limit=1000`);
+    const response = await fetch(`/api/rooms/${encodeURIComponent(name)}/messages?since=${cursor}&limit=1000`);
     const page = await response.json();
+    if (!response.ok || !page.length) break;
     addMessages(name, page);
+    cursor = page[page.length - 1].id;
     more = page.length === 1000;
   }
   if (name === current) renderPeople();

@@ -32,9 +32,11 @@ function describe(job) {
 
 function update(job) {
   const known = jobs.get(job.id);
-  // Events and acks may cross; progress never goes back, and an ended job stays ended.
-  if (known && FINISHED.has(known.status) && !FINISHED.has(job.status)) return;
-  jobs.set(job.id, { ...known, ...job, progress: Math.max(known?.progress ?? 0, job.progress ?? 0) });
+  // Events and acks may cross (a short job's done can beat its start ack): progress
+  // never goes back, and an ended job stays ended while the rest of the ack is kept.
+  const ended = known && FINISHED.has(known.status) && !FINISHED.has(job.status);
+  const merged = ended ? { ...job, ...known } : { ...known, ...job };
+  jobs.set(job.id, { ...merged, progress: Math.max(known?.progress ?? 0, job.progress ?? 0) });
   render();
 }
 
