@@ -76,8 +76,10 @@ def dispatch(job):
 
 
 def task_id(job_id, attempt):
-    """Return the Celery task id of one attempt of a job."""
-    return f"job-{job_id}-{attempt}"
+    """Return the Celery task id of one attempt of a job, unique per deployment."""
+    # Workers share revoked ids with every worker on the broker (revoke
+    # broadcasts, mingle syncs), so ids must not collide across deployments.
+    return f"{current_app.config['REDIS_KEY_PREFIX']}job-{job_id}-{attempt}"
 
 
 def owned_job(job_id, user, hide_others=False):

@@ -54,6 +54,12 @@ def bob(make_user):
     return make_user("bob")
 
 
+def task_id(app, job_id, attempt):
+    """Return the Celery task id the app gives an attempt of a job."""
+    with app.app_context():
+        return jobs.task_id(job_id, attempt)
+
+
 def run_task(app, job_id, attempt=1):
     """Run a job's Celery task body here, as a worker would."""
     with app.app_context():
@@ -70,7 +76,7 @@ def job_row(app, job_id):
         return state
 
 
-def test_start_stores_queues_and_follows_the_job(connect, alice, queue):
+def test_start_stores_queues_and_follows_the_job(app, connect, alice, queue):
     client = connect(alice, namespace=NS)
     ack = call(client, "start", {"kind": "sleep", "params": {"seconds": 0.5, "steps": 2}})
     assert ack["ok"] is True
@@ -88,7 +94,7 @@ def test_start_stores_queues_and_follows_the_job(connect, alice, queue):
         "created_at",
         "updated_at",
     }
-    assert queue["tasks"] == [("roomcast.jobs.sleep", (job["id"], 1), f"job-{job['id']}-1")]
+    assert queue["tasks"] == [("roomcast.jobs.sleep", (job["id"], 1), task_id(app, job["id"], 1))]
 
 
 @pytest.mark.parametrize(
@@ -254,7 +260,7 @@ def test_cancelling_a_queued_job_ends_it_at_once(app, connect, alice, queue):
     job = call(client, "start", {"kind": "sleep", "params": {"seconds": 60, "steps": 1}})["job"]
     ack = call(client, "cancel", {"job_id": job["id"]})
     assert ack["ok"] and ack["job"]["status"] == "cancelled"
-    assert queue["revoked"] == [f"job-{job['id']}-1"]
+    assert queue["revoked"] == [task_id(app, job["id"], 1)]
     assert received(client, "done")[-1]["status"] == "cancelled"
     run_task(app, job["id"])  # the revoked task arrives anyway: it does nothing
     assert job_row(app, job["id"])["status"] == "cancelled"
@@ -334,7 +340,7 @@ def test_the_sweeper_requeues_a_vanished_workers_job_then_fails_it(app, connect,
     make_stale(app, job["id"])
     sweep(app)
     assert job_row(app, job["id"])["status"] == "queued"
-    assert queue["tasks"][-1] == ("roomcast.jobs.sleep", (job["id"], 2), f"job-{job['id']}-2")
+    assert queue["tasks"][-1] == ("roomcast.jobs.sleep", (job["id"], 2), task_id(app, job["id"], 2))
 
     make_stale(app, job["id"])
     sweep(app)
