@@ -12,26 +12,26 @@ class ConfigError(RuntimeError):
     """A setting that cannot work; raised at start-up with a clear message."""
 
 
-def env_int(name, default):
-    """Read an integer setting, failing loudly on garbage."""
+def env_number(name, default, kind=int):
+    """Read an int (or float) setting, failing loudly on garbage."""
     raw = os.environ.get(name)
     if raw in (None, ""):
         return default
     try:
-        return int(raw)
+        return kind(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        noun = "an integer" if kind is int else "a number"
+        raise ConfigError(f"{name} must be {noun}, got {raw!r}") from None
+
+
+def env_int(name, default):
+    """Read an integer setting."""
+    return env_number(name, default, int)
 
 
 def env_float(name, default):
-    """Read a number setting, failing loudly on garbage."""
-    raw = os.environ.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    """Read a number setting."""
+    return env_number(name, default, float)
 
 
 def env_bool(name, default):

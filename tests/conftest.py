@@ -111,6 +111,18 @@ def make_user(app):
 
 
 @pytest.fixture
+def alice(make_user):
+    """Return the user alice."""
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob(make_user):
+    """Return the user bob."""
+    return make_user("bob")
+
+
+@pytest.fixture
 def connect(app):
     """Return a factory of Socket.IO test clients authenticated by token."""
     clients = []

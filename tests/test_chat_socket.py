@@ -19,16 +19,6 @@ def received(client, name):
     return [event["args"][0] if isinstance(event["args"], list) else event["args"] for event in events]
 
 
-@pytest.fixture
-def alice(make_user):
-    return make_user("alice")
-
-
-@pytest.fixture
-def bob(make_user):
-    return make_user("bob")
-
-
 def test_connect_requires_a_valid_token_or_session(connect, alice, client):
     assert connect(alice).is_connected(NS)
     assert not connect(None).is_connected(NS)

@@ -44,16 +44,6 @@ def queue(monkeypatch, app):
     return sent
 
 
-@pytest.fixture
-def alice(make_user):
-    return make_user("alice")
-
-
-@pytest.fixture
-def bob(make_user):
-    return make_user("bob")
-
-
 def task_id(app, job_id, attempt):
     """Return the Celery task id the app gives an attempt of a job."""
     with app.app_context():

@@ -1,38 +1,21 @@
 // Roomcast's page: rooms, messages, presence and typing over Socket.IO /chat.
-import { io } from "/vendor/socket.io/socket.io.esm.min.js";
+import { $, connect, request as ask, root, showError } from "./socket.js";
 
-const $ = (selector) => document.querySelector(selector);
-const root = $(".app");
 const me = root.dataset.username;
 const csrfToken = document.querySelector('meta[name="csrf-token"]').content;
-const ACK_TIMEOUT_MS = 10000;
 
 // Everything the page knows, per room name.
 const rooms = new Map(); // name -> {info, messages: Map(id -> message), lastId, unread, online: Set, typing: Map}
 let current = null;
 let pendingSend = null; // {room, text, client_id}: retried with the same client_id, never stored twice
 
-const chat = io("/chat", { transports: root.dataset.transports.split(",") });
-
-function showError(text) {
-  $("#error").textContent = text || "";
-}
+const chat = connect("/chat");
+const request = (event, payload) => ask(chat, event, payload);
 
 function setConnection(state) {
   const label = { connected: "connected", reconnecting: "reconnecting…", connecting: "connecting…" }[state];
   $("#connection").textContent = label;
   $("#connection").dataset.state = state;
-}
-
-async function request(event, payload) {
-  try {
-    const ack = await chat.timeout(ACK_TIMEOUT_MS).emitWithAck(event, payload);
-    if (!ack.ok) throw new Error(ack.error.message + ` (${ack.error.code})`);
-    return ack;
-  } catch (error) {
-    showError(error.message === "operation has timed out" ? "No answer from the server; try again." : error.message);
-    throw error;
-  }
 }
 
 function roomState(name) {

@@ -1,28 +1,11 @@
 // Roomcast's jobs panel: start exports and demo jobs, follow their progress over Socket.IO /jobs.
-import { io } from "/vendor/socket.io/socket.io.esm.min.js";
+import { $, connect, request as ask, root } from "./socket.js";
 
-const $ = (selector) => document.querySelector(selector);
-const root = $(".app");
-const ACK_TIMEOUT_MS = 10000;
 const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
 
 const jobs = new Map(); // id -> job, as the server last described it
-const socket = io("/jobs", { transports: root.dataset.transports.split(",") });
-
-function showError(text) {
-  $("#error").textContent = text || "";
-}
-
-async function request(event, payload) {
-  try {
-    const ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck(event, payload);
-    if (!ack.ok) throw new Error(ack.error.message + ` (${ack.error.code})`);
-    return ack;
-  } catch (error) {
-    showError(error.message === "operation has timed out" ? "No answer from the server; try again." : error.message);
-    throw error;
-  }
-}
+const socket = connect("/jobs");
+const request = (event, payload) => ask(socket, event, payload);
 
 function describe(job) {
   if (job.kind === "export") return `Export of ${job.params.room} (${job.params.format})`;
