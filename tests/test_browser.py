@@ -233,5 +233,8 @@ def test_a_phone_sized_window_can_chat_and_reach_rooms_and_jobs(person):
     phone.click("#demo-job")
     expect(phone.locator(".job")).to_have_count(1)
     phone.screenshot(path=SCREENSHOTS / "phone.png")
+    # Cancel it: left running, its bot message would land in `general` during later tests.
+    phone.locator(".job button", has_text="Cancel").click()
+    expect(phone.locator(".job[data-status=cancelled]")).to_have_count(1)
     phone.locator("#rooms button", has_text="general").click()
     expect(phone.locator("#rooms")).to_be_hidden()

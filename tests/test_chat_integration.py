@@ -33,14 +33,20 @@ def test_two_users_exchange_messages(stack, open_client, transport):
     )
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_reconnect_with_since_receives_what_it_missed(stack, open_client, transport):
+def create_room(url, token):
+    """A fresh public room, so messages from other tests never land in it."""
     room = f"r{uuid.uuid4().hex[:8]}"
-    alice_token, bob_token = register(stack.url, next(names)), register(stack.url, next(names))
     response = requests.post(
-        f"{stack.url}/api/rooms", json={"name": room}, headers={"Authorization": f"Bearer {alice_token}"}, timeout=10
+        f"{url}/api/rooms", json={"name": room}, headers={"Authorization": f"Bearer {token}"}, timeout=10
     )
     assert response.status_code == 201
+    return room
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_reconnect_with_since_receives_what_it_missed(stack, open_client, transport):
+    alice_token, bob_token = register(stack.url, next(names)), register(stack.url, next(names))
+    room = create_room(stack.url, alice_token)
     alice = open_client(alice_token, transport)
     last_seen = alice.call("send", {"room": room, "text": "before"})["message"]["id"]
     alice.close()
@@ -57,19 +63,19 @@ def test_reconnect_with_since_receives_what_it_missed(stack, open_client, transp
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_reconnect_across_a_web_server_restart_loses_nothing(stack, open_client, transport):
     alice_token, bob_token = register(stack.url, next(names)), register(stack.url, next(names))
+    room = create_room(stack.url, alice_token)
     alice = open_client(alice_token, transport)
-    last_seen = alice.call("join", {"room": "general"})["messages"]
-    last_id = last_seen[-1]["id"] if last_seen else 0
-    last_id = alice.call("send", {"room": "general", "text": "before restart"})["message"]["id"]
+    alice.call("join", {"room": room})
+    last_id = alice.call("send", {"room": room, "text": "before restart"})["message"]["id"]
 
     stack.web.stop()
     stack.start_web()
     bob = open_client(bob_token, transport)
-    bob.call("join", {"room": "general"})
-    missed = [bob.call("send", {"room": "general", "text": f"after restart {n}"})["message"] for n in range(3)]
+    bob.call("join", {"room": room})
+    missed = [bob.call("send", {"room": room, "text": f"after restart {n}"})["message"] for n in range(3)]
 
     alice = open_client(alice_token, transport)
-    assert alice.call("join", {"room": "general", "since": last_id})["messages"] == missed
+    assert alice.call("join", {"room": room, "since": last_id})["messages"] == missed
 
 
 def test_unauthenticated_connect_is_refused(stack):
