@@ -54,6 +54,9 @@ def register_extensions(app):
         cors_allowed_origins=app.config["CORS_ALLOWED_ORIGINS"],
         transports=app.config["SOCKETIO_TRANSPORTS"],
         max_http_buffer_size=app.config["SOCKETIO_MAX_HTTP_BUFFER_SIZE"],
+        # One client's events run one after another, in the order it sent them:
+        # two quick sends are stored in that order. Different clients still run at once.
+        async_handlers=False,
     )
     # init_app builds a new Socket.IO server, so namespaces are registered after it.
     register_namespaces(socketio)

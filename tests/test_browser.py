@@ -31,6 +31,7 @@ CHROMIUM_FLAGS = [
 ]
 SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
 WAIT_MS = 15_000
+expect.set_options(timeout=WAIT_MS)  # assertions wait as long as actions do, on a busy machine
 
 
 def chromium_path():

@@ -211,16 +211,22 @@ $("#text").addEventListener("keydown", (event) => {
 
 $("#composer").addEventListener("submit", async (event) => {
   event.preventDefault();
-  const text = $("#text").value.trim();
+  const input = $("#text");
+  const text = input.value.trim();
   if (!text || !current) return;
+  // A retry of the same text keeps its client_id, so the server stores it once.
   if (!pendingSend || pendingSend.text !== text || pendingSend.room !== current) {
     pendingSend = { room: current, text, client_id: crypto.randomUUID() };
   }
+  const sending = pendingSend;
   stopTyping();
-  const ack = await request("send", pendingSend).catch(() => null);
-  if (!ack) return;
-  pendingSend = null;
-  $("#text").value = "";
+  input.value = ""; // the next message can be typed while this one is on its way
+  const ack = await request("send", sending).catch(() => null);
+  if (!ack) {
+    if (!input.value) input.value = sending.text; // give it back, to retry
+    return;
+  }
+  if (pendingSend === sending) pendingSend = null;
   showError("");
   addMessages(ack.message.room, [ack.message]);
 });
