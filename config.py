@@ -4,8 +4,14 @@ import os
 import secrets
 from pathlib import Path
 
+
+def env(name, default=None):
+    """Read a setting; empty counts as unset, as in an env file copied from .env.example."""
+    return os.environ.get(name, "").strip() or default
+
+
 PROJECT_ROOT = Path(__file__).resolve().parent
-INSTANCE_PATH = Path(os.environ.get("ROOMCAST_INSTANCE_PATH", PROJECT_ROOT / "instance"))
+INSTANCE_PATH = Path(env("ROOMCAST_INSTANCE_PATH", PROJECT_ROOT / "instance"))
 
 
 class ConfigError(RuntimeError):
@@ -14,8 +20,8 @@ class ConfigError(RuntimeError):
 
 def env_number(name, default, kind=int):
     """Read an int (or float) setting, failing loudly on garbage."""
-    raw = os.environ.get(name)
-    if raw in (None, ""):
+    raw = env(name)
+    if raw is None:
         return default
     try:
         return kind(raw)
@@ -36,7 +42,7 @@ def env_float(name, default):
 
 def env_bool(name, default):
     """Read a boolean setting written as 1/0, true/false, yes/no."""
-    raw = os.environ.get(name, "").strip().lower()
+    raw = env(name, "").lower()
     if not raw:
         return default
     if raw in ("1", "true", "yes", "on"):
@@ -48,7 +54,7 @@ def env_bool(name, default):
 
 def database_url():
     """Return DATABASE_URL, defaulting to a SQLite file in the instance folder."""
-    return normalize_database_url(os.environ.get("DATABASE_URL") or f"sqlite:///{INSTANCE_PATH / 'roomcast.db'}")
+    return normalize_database_url(env("DATABASE_URL") or f"sqlite:///{INSTANCE_PATH / 'roomcast.db'}")
 
 
 def normalize_database_url(url):
@@ -64,7 +70,7 @@ def normalize_database_url(url):
 
 def cors_allowed_origins():
     """Return the allowed origins: a list, or None for same-origin only."""
-    raw = os.environ.get("CORS_ALLOWED_ORIGINS", "").strip()
+    raw = env("CORS_ALLOWED_ORIGINS", "")
     if not raw:
         return None
     origins = [origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip()]
@@ -78,7 +84,7 @@ def cors_allowed_origins():
 
 def secret_key(production):
     """Return SECRET_KEY; in development, generate one and keep it in the instance folder."""
-    key = os.environ.get("SECRET_KEY")
+    key = env("SECRET_KEY")
     if key:
         return key
     if production:
@@ -95,15 +101,20 @@ class Config:
     """Settings from the environment; instantiate to read them."""
 
     def __init__(self):
-        self.ENV = os.environ.get("ROOMCAST_ENV", "development")
+        self.ENV = env("ROOMCAST_ENV", "development")
         production = self.ENV == "production"
         self.SECRET_KEY = secret_key(production)
         self.SQLALCHEMY_DATABASE_URI = database_url()
-        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
-        self.REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+        # Connections per process: events beyond pool_size + max_overflow wait for one (pool_timeout).
+        self.SQLALCHEMY_ENGINE_OPTIONS = {
+            "pool_pre_ping": True,
+            "pool_size": env_int("DATABASE_POOL_SIZE", 10),
+            "max_overflow": env_int("DATABASE_MAX_OVERFLOW", 10),
+        }
+        self.REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
         # The Socket.IO message queue; tests of a single process may turn it off.
         self.SOCKETIO_MESSAGE_QUEUE = self.REDIS_URL
-        self.REDIS_KEY_PREFIX = os.environ.get("REDIS_KEY_PREFIX", "roomcast:")
+        self.REDIS_KEY_PREFIX = env("REDIS_KEY_PREFIX", "roomcast:")
         self.CORS_ALLOWED_ORIGINS = cors_allowed_origins()
         # Long-polling needs sticky sessions; WebSocket-only mode does not.
         self.SOCKETIO_TRANSPORTS = ["websocket"] if env_bool("WEBSOCKET_ONLY", False) else ["polling", "websocket"]
@@ -120,13 +131,13 @@ class Config:
         # Web processes and Celery workers meet on this Redis pub/sub channel;
         # deployments sharing a Redis keep apart by REDIS_KEY_PREFIX.
         self.SOCKETIO_CHANNEL = self.REDIS_KEY_PREFIX + "socketio"
-        self.EXPORT_DIR = os.environ.get("EXPORT_DIR") or str(INSTANCE_PATH / "exports")
+        self.EXPORT_DIR = env("EXPORT_DIR") or str(INSTANCE_PATH / "exports")
         self.JOB_HEARTBEAT_SECONDS = env_float("JOB_HEARTBEAT_SECONDS", 2.0)
         self.JOB_STALE_SECONDS = env_float("JOB_STALE_SECONDS", 30.0)
         self.JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
         self.JOB_SWEEP_SECONDS = env_float("JOB_SWEEP_SECONDS", 5.0)
         self.CELERY = {
-            "broker_url": os.environ.get("CELERY_BROKER_URL", self.REDIS_URL),
+            "broker_url": env("CELERY_BROKER_URL", self.REDIS_URL),
             "task_default_queue": self.REDIS_KEY_PREFIX + "jobs",
             "task_ignore_result": True,  # job state lives in the database
             # A task is acknowledged when it ends, and put back in the queue when

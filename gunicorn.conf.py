@@ -6,7 +6,7 @@ import shutil
 import sys
 import tempfile
 
-from config import ConfigError, cors_allowed_origins, env_bool
+from config import ConfigError, cors_allowed_origins, env, env_bool, env_int
 
 # Metrics from every worker meet in files in this folder (see metrics.py). It
 # must be set before anything imports prometheus_client, which picks its
@@ -17,22 +17,24 @@ if OWN_METRICS_DIR:
 
 wsgi_app = "wsgi:app"
 worker_class = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
-bind = os.environ.get("BIND", f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}")
+bind = env("BIND", f"{env('HOST', '127.0.0.1')}:{env('PORT', '8000')}")
 # One worker by default: long-polling clients must keep reaching the same
 # process. Several workers need WEBSOCKET_ONLY=1 (checked below).
-workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+workers = env_int("WEB_CONCURRENCY", 1)
 # Connections one worker may hold; gunicorn's default of 1000 would cap clients.
-worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "20000"))
-backlog = int(os.environ.get("BACKLOG", "2048"))
+worker_connections = env_int("WORKER_CONNECTIONS", 20000)
+backlog = env_int("BACKLOG", 2048)
 # The gevent worker heartbeats from its own greenlet; idle WebSockets do not
 # count against this timeout, only a worker blocked for this long does.
-timeout = int(os.environ.get("WORKER_TIMEOUT", "30"))
-graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "20"))
-keepalive = int(os.environ.get("KEEPALIVE", "5"))
-accesslog = os.environ.get("ACCESS_LOG", "-")
+timeout = env_int("WORKER_TIMEOUT", 30)
+graceful_timeout = env_int("GRACEFUL_TIMEOUT", 20)
+# Seconds an idle keep-alive connection stays open (applied in post_worker_init:
+# gunicorn's pywsgi-based workers do not apply it themselves).
+keepalive = env_int("KEEPALIVE", 5)
+accesslog = os.environ.get("ACCESS_LOG", "-") or None  # empty: no access log
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info")
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+loglevel = env("LOG_LEVEL", "info")
+forwarded_allow_ips = env("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # gunicorn's control socket (gunicornc) is unused; do not write one under $HOME.
 control_socket_disable = True
 # No preload_app: each worker must monkey-patch before the app is imported.
@@ -97,8 +99,24 @@ def child_exit(server, worker):
     multiprocess.mark_process_dead(worker.pid)
 
 
+def close_when_idle(handler_class, seconds):
+    """Return handler_class, closing a connection that sends no request line within `seconds`."""
+    import gevent
+
+    class Handler(handler_class):
+        def read_requestline(self):
+            # Else an idle keep-alive connection (a browser's, nginx's upstream pool)
+            # holds a worker_connections slot for ever, and holds up a graceful
+            # shutdown until graceful_timeout.
+            with gevent.Timeout(seconds, False):
+                return super().read_requestline()
+            return ""  # gevent's handler closes the connection
+
+    return Handler
+
+
 def post_worker_init(worker):
-    """Start the stale-job sweeper; on SIGTERM, also close the Socket.IO connections."""
+    """Close idle connections; start the stale-job sweeper; on SIGTERM, close the Socket.IO connections."""
     import signal
 
     import gevent
@@ -107,15 +125,22 @@ def post_worker_init(worker):
     from services.jobs import supervise
     from socket_views import close_all_connections
 
+    worker.wsgi_handler = close_when_idle(worker.wsgi_handler, keepalive)
     # Every web process sweeps; the sweep's conditional updates let only one act on a job.
     gevent.spawn(supervise, worker.wsgi)
 
     stop_accepting = worker.handle_exit
 
+    def close_connections_until_exit():
+        # Without this, open WebSockets keep the worker until graceful_timeout
+        # and then die with it, unannounced; closed cleanly, clients reconnect
+        # elsewhere. Repeated: the worker accepts for up to a second more.
+        while True:
+            close_all_connections(socketio)
+            gevent.sleep(0.5)
+
     def handle_exit(signum, frame):
         stop_accepting(signum, frame)
-        # Without this, open WebSockets keep the worker until graceful_timeout
-        # and then die with it, unannounced; closed cleanly, clients reconnect.
-        gevent.spawn(close_all_connections, socketio)
+        gevent.spawn(close_connections_until_exit)
 
     signal.signal(signal.SIGTERM, handle_exit)

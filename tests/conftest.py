@@ -24,7 +24,7 @@ from extensions import db, socketio  # noqa: E402
 from services.accounts import create_user, issue_token  # noqa: E402
 from tests.clients import SocketClient  # noqa: E402
 from tests.databases import create_database, drop_database  # noqa: E402
-from tests.realstack import Stack  # noqa: E402
+from tests.realstack import running_stack  # noqa: E402
 
 # Integration stacks notice a vanished worker within seconds, not the default half minute.
 FAST_JOB_RECOVERY = {"JOB_HEARTBEAT_SECONDS": "0.5", "JOB_STALE_SECONDS": "5", "JOB_SWEEP_SECONDS": "0.5"}
@@ -142,19 +142,22 @@ def connect(app):
 @pytest.fixture(scope="session")
 def stack(tmp_root, redis_url):
     """Start gunicorn (GeventWebSocketWorker) and a Celery worker on a fresh database."""
-    log_dir = tmp_root / "stack"
-    log_dir.mkdir()
-    url = create_database(tmp_root, "stack")
     # The junk-payload tests send a hundred events at once; rate limits have their own tests.
-    real = Stack(url, redis_url, log_dir, SOCKET_RATE_PER_SECOND="1000", SOCKET_RATE_BURST="1000", **FAST_JOB_RECOVERY)
-    try:
-        real.migrate()
+    rates = {"SOCKET_RATE_PER_SECOND": "1000", "SOCKET_RATE_BURST": "1000"}
+    with running_stack(tmp_root, redis_url, "stack", **rates, **FAST_JOB_RECOVERY) as real:
         real.start_web()
         real.start_worker()
         yield real
-    finally:
-        real.stop()
-        drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def websocket_only_stack(tmp_root, redis_url):
+    """gunicorn with two worker processes in one group: WebSocket-only, as that requires."""
+    # No PROMETHEUS_MULTIPROC_DIR: the default gunicorn.conf.py picks must work.
+    env = {"WEB_CONCURRENCY": "2", "WEBSOCKET_ONLY": "1", "PROMETHEUS_MULTIPROC_DIR": None}
+    with running_stack(tmp_root, redis_url, "wsonly", **env) as real:
+        real.start_web()
+        yield real
 
 
 @pytest.fixture

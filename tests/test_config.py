@@ -63,3 +63,13 @@ def test_gunicorn_refuses_to_start_with_an_unsafe_setup(tmp_path, env, complaint
     full_env = {"PATH": "/usr/bin:/bin", "ROOMCAST_INSTANCE_PATH": str(tmp_path), **env}
     done = subprocess.run(command, cwd=PROJECT_ROOT, env=full_env, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and complaint in done.stderr
+
+
+def test_empty_settings_mean_the_defaults(monkeypatch):
+    # An env file copied from .env.example holds empty values: they must not count as set.
+    for name in ("REDIS_URL", "CELERY_BROKER_URL", "REDIS_KEY_PREFIX", "SOCKET_RATE_PER_SECOND", "WEBSOCKET_ONLY"):
+        monkeypatch.setenv(name, "")
+    config = Config()
+    assert config.REDIS_URL == config.CELERY["broker_url"] == "redis://127.0.0.1:6379/0"
+    assert config.REDIS_KEY_PREFIX == "roomcast:" and config.SOCKET_RATE_PER_SECOND == 10
+    assert config.SOCKETIO_TRANSPORTS == ["polling", "websocket"]

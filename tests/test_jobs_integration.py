@@ -1,5 +1,6 @@
 """/jobs against the real stack: gunicorn + Redis + real Celery workers, over both transports."""
 
+import contextlib
 import csv
 import io
 import itertools
@@ -11,10 +12,9 @@ import uuid
 import pytest
 import requests
 
-from tests.clients import SocketClient, register
+from tests.clients import SocketClient, follow_to_the_end, register
 from tests.conftest import FAST_JOB_RECOVERY
-from tests.databases import create_database, drop_database
-from tests.realstack import Stack
+from tests.realstack import running_stack
 
 TRANSPORTS = ["websocket", "polling"]
 names = (f"j{uuid.uuid4().hex[:6]}{n}" for n in itertools.count())
@@ -22,19 +22,6 @@ names = (f"j{uuid.uuid4().hex[:6]}{n}" for n in itertools.count())
 
 def bearer(token):
     return {"Authorization": f"Bearer {token}"}
-
-
-def follow_to_the_end(client, job_id, timeout=30):
-    """Collect a job's progress events until its done event; return (progress values, done)."""
-    progress = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        name, data = client.events.get(timeout=max(0.01, deadline - time.monotonic()))
-        if name == "progress" and data["job_id"] == job_id:
-            progress.append(data["progress"])
-        if name == "done" and data["job_id"] == job_id:
-            return progress, data
-    raise AssertionError(f"job {job_id} did not end within {timeout} s; progress so far {progress}")
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -151,21 +138,15 @@ def first_quarter(client, stack):
 @pytest.fixture
 def crash_stack(tmp_root, redis_url):
     """Return a factory of stacks of their own (web only), whose workers the test kills."""
-    stacks = []
+    with contextlib.ExitStack() as stacks:
 
-    def make(**env):
-        log_dir = tmp_root / f"crash-{uuid.uuid4().hex[:6]}"
-        log_dir.mkdir()
-        real = Stack(create_database(tmp_root, "crash"), redis_url, log_dir, **{**FAST_JOB_RECOVERY, **env})
-        stacks.append(real)
-        real.migrate()
-        real.start_web()
-        return real
+        def make(**env):
+            label = f"crash{uuid.uuid4().hex[:6]}"
+            real = stacks.enter_context(running_stack(tmp_root, redis_url, label, **{**FAST_JOB_RECOVERY, **env}))
+            real.start_web()
+            return real
 
-    yield make
-    for real in stacks:
-        real.stop()
-        drop_database(real.env["DATABASE_URL"])
+        yield make
 
 
 def test_a_job_survives_its_worker_being_killed(crash_stack):

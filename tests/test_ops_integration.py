@@ -5,35 +5,16 @@ import subprocess
 import sys
 import time
 
-import pytest
 import requests
 
 from tests.clients import SocketClient, register
-from tests.databases import create_database, drop_database
-from tests.realstack import PROJECT_ROOT, Stack
+from tests.realstack import PROJECT_ROOT
 
 
 def test_the_celery_worker_answers_a_ping(stack):
     command = [sys.executable, "-m", "celery", "-A", "celery_worker", "inspect", "ping", "--timeout", "10"]
     done = subprocess.run(command, cwd=PROJECT_ROOT, env=stack.env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "pong" in done.stdout, done.stdout + done.stderr
-
-
-@pytest.fixture(scope="module")
-def two_process_stack(tmp_root, redis_url):
-    """gunicorn with two worker processes (WebSocket-only, as that requires)."""
-    log_dir = tmp_root / "two-process"
-    log_dir.mkdir()
-    url = create_database(tmp_root, "twoprocess")
-    # No PROMETHEUS_MULTIPROC_DIR: the default gunicorn.conf.py picks must work.
-    real = Stack(url, redis_url, log_dir, WEB_CONCURRENCY="2", WEBSOCKET_ONLY="1", PROMETHEUS_MULTIPROC_DIR=None)
-    try:
-        real.migrate()
-        real.start_web()
-        yield real
-    finally:
-        real.stop()
-        drop_database(url)
 
 
 def connected_clients(stack):
@@ -55,8 +36,8 @@ def wait_for_count(stack, expected, timeout=10):
     raise AssertionError(f"expected {expected} connected clients, /metrics said {readings[-5:]}")
 
 
-def test_metrics_sum_over_every_web_process(two_process_stack):
-    stack = two_process_stack
+def test_metrics_sum_over_every_web_process(websocket_only_stack):
+    stack = websocket_only_stack
     token = register(stack.url, "metrics_user")
     clients = [SocketClient(stack.url, token, "websocket").connect() for _ in range(8)]
     try:

@@ -2,6 +2,8 @@
 
 import pytest
 
+from app import create_app
+from tests.conftest import config_for
 from tests.test_api import csrf_token
 
 
@@ -69,3 +71,17 @@ def test_login_then_logout(csrf_app, client, make_user):
 def test_the_socket_io_client_is_served_from_npm(client):
     with client.get("/vendor/socket.io/socket.io.esm.min.js") as answer:
         assert answer.status_code == 200 and b"Socket" in answer.data
+
+
+@pytest.mark.parametrize("websocket_only, transports", [("0", ["polling", "websocket"]), ("1", ["websocket"])])
+def test_the_page_and_clients_follow_the_transport_setting(
+    monkeypatch, database_url, redis_url, make_user, websocket_only, transports
+):
+    monkeypatch.setenv("WEBSOCKET_ONLY", websocket_only)
+    client = create_app(config_for(database_url, redis_url)).test_client()
+    assert client.get("/api/socketio").get_json() == {"path": "/socket.io", "transports": transports}
+    make_user("alice")
+    client.post("/login", data={"username": "alice", "password": "correct horse"})
+    assert f'data-transports="{",".join(transports)}"' in client.get("/").get_data(as_text=True)
+    handshake = client.get("/socket.io/?EIO=4&transport=polling")
+    assert handshake.status_code == (200 if "polling" in transports else 400)

@@ -37,4 +37,4 @@ def json_body(schema):
     return validate(body, schema)
 
 
-from resources.api import jobs, rooms, users  # noqa: E402,F401  (routes register on import)
+from resources.api import connect, jobs, rooms, users  # noqa: E402,F401  (routes register on import)
