@@ -59,7 +59,7 @@ def register_extensions(app):
         async_handlers=False,
     )
     # init_app builds a new Socket.IO server, so namespaces are registered after it.
-    register_namespaces(socketio)
+    register_namespaces(socketio, bench=app.config["BENCH_NAMESPACE"])
 
 
 @event.listens_for(Engine, "connect")

@@ -124,6 +124,7 @@ class Config:
         self.SOCKET_RATE_PER_SECOND = env_int("SOCKET_RATE_PER_SECOND", 10)
         self.SOCKET_RATE_BURST = env_int("SOCKET_RATE_BURST", 30)
         self.JOIN_CATCHUP_LIMIT = env_int("JOIN_CATCHUP_LIMIT", 0)
+        self.BENCH_NAMESPACE = env_bool("BENCH_NAMESPACE", False)  # /bench, for make bench only
         self.TOKEN_MAX_AGE = env_int("TOKEN_MAX_AGE", 86_400)
         self.SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", production)
         self.SESSION_COOKIE_SAMESITE = "Lax"

@@ -31,10 +31,10 @@ graceful_timeout = env_int("GRACEFUL_TIMEOUT", 20)
 # Seconds an idle keep-alive connection stays open (applied in post_worker_init:
 # gunicorn's pywsgi-based workers do not apply it themselves).
 keepalive = env_int("KEEPALIVE", 5)
+FIRST_REQUEST_SECONDS = 10  # a new connection's first request line must come within this
 accesslog = os.environ.get("ACCESS_LOG", "-") or None  # empty: no access log
 errorlog = "-"
 loglevel = env("LOG_LEVEL", "info")
-forwarded_allow_ips = env("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # gunicorn's control socket (gunicornc) is unused; do not write one under $HOME.
 control_socket_disable = True
 # No preload_app: each worker must monkey-patch before the app is imported.
@@ -100,17 +100,22 @@ def child_exit(server, worker):
 
 
 def close_when_idle(handler_class, seconds):
-    """Return handler_class, closing a connection that sends no request line within `seconds`."""
+    """Return handler_class, closing a connection idle for `seconds` between requests (0: after each)."""
     import gevent
 
     class Handler(handler_class):
+        served = False  # per connection: gevent makes a handler for each
+
         def read_requestline(self):
             # Else an idle keep-alive connection (a browser's, nginx's upstream pool)
             # holds a worker_connections slot for ever, and holds up a graceful
             # shutdown until graceful_timeout.
-            with gevent.Timeout(seconds, False):
+            first, self.served = not self.served, True
+            if not first and seconds <= 0:
+                return ""  # keep-alive off; gevent's handler closes the connection
+            with gevent.Timeout(max(seconds, FIRST_REQUEST_SECONDS) if first else seconds, False):
                 return super().read_requestline()
-            return ""  # gevent's handler closes the connection
+            return ""
 
     return Handler
 
@@ -125,7 +130,8 @@ def post_worker_init(worker):
     from services.jobs import supervise
     from socket_views import close_all_connections
 
-    worker.wsgi_handler = close_when_idle(worker.wsgi_handler, keepalive)
+    if worker.wsgi_handler is not None:  # pywsgi-based workers (ours); `-k gevent` has its own keepalive
+        worker.wsgi_handler = close_when_idle(worker.wsgi_handler, keepalive)
     # Every web process sweeps; the sweep's conditional updates let only one act on a job.
     gevent.spawn(supervise, worker.wsgi)
 

@@ -84,7 +84,7 @@ def run_job(body, job_id, attempt):
         log.info("job %s attempt %s: nothing to do (finished, superseded or running elsewhere)", job_id, attempt)
         return
     run = JobRun(job, attempt)
-    jobs.emit("progress", {"job_id": job_id, "progress": job.progress, "detail": "running"}, jobs.channel(job_id))
+    jobs.emit("progress", jobs.progress_event(job_id, job.progress, "running"), jobs.channel(job_id))
     try:
         result = body(run, **job.params)
     except JobLost:

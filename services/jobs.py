@@ -50,6 +50,12 @@ def emit(event, data, room, namespace=NAMESPACE):
 # --- asking for jobs (web process) ---
 
 
+def progress_event(job_id, progress, detail):
+    """Build a progress event; `at` (an extension) is when it was sent, to the microsecond."""
+    at = utcnow().isoformat(timespec="microseconds") + "Z"
+    return {"job_id": job_id, "progress": progress, "detail": detail, "at": at}
+
+
 def create_job(owner, kind, params, room_name=None):
     """Validate and store a queued job; the caller dispatches it once it follows its room."""
     if kind not in KINDS:
@@ -154,7 +160,7 @@ def record_progress(job_id, attempt, percent, detail):
     moved = db.session.execute(statement.values(progress=percent, heartbeat_at=utcnow())).rowcount == 1
     db.session.commit()
     if moved:
-        emit("progress", {"job_id": job_id, "progress": percent, "detail": detail}, channel(job_id))
+        emit("progress", progress_event(job_id, percent, detail), channel(job_id))
     return moved
 
 
@@ -218,7 +224,7 @@ def sweep_stale_jobs():
                 log.error("job %s failed: %s", job.id, error)
         elif requeue(job, cutoff):
             log.warning("job %s: its worker stopped responding; queued attempt %s", job.id, job.attempt)
-            emit("progress", {"job_id": job.id, "progress": job.progress, "detail": "retrying"}, channel(job.id))
+            emit("progress", progress_event(job.id, job.progress, "retrying"), channel(job.id))
             dispatch(job)
 
 

@@ -66,15 +66,20 @@ class SocketClient:
             url = urlsplit(self.base_url)
             sock = socket.create_connection((url.hostname, url.port), timeout=10, source_address=(self.source_ip, 0))
             self.sio.eio.websocket_extra_options = {"socket": sock}
-        self.sio.connect(
-            self.base_url,
-            namespaces=[self.namespace],
-            auth={"token": self.token} if self.token else None,
-            # No transport given: follow the server's setting, as the page does.
-            transports=[self.transport] if self.transport else server_transports(self.base_url),
-            headers=self.headers,
-            wait_timeout=10,
-        )
+        try:
+            self.sio.connect(
+                self.base_url,
+                namespaces=[self.namespace],
+                auth={"token": self.token} if self.token else None,
+                # No transport given: follow the server's setting, as the page does.
+                transports=[self.transport] if self.transport else server_transports(self.base_url),
+                headers=self.headers,
+                wait_timeout=10,
+            )
+        except Exception:
+            if self.sio.eio.websocket_extra_options.get("socket"):
+                self.sio.eio.websocket_extra_options.pop("socket").close()
+            raise
         return self
 
     def call(self, event, payload, timeout=10):

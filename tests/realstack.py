@@ -212,5 +212,6 @@ class Nginx:
         assert len(servers) == len(web_ports), "deploy/nginx.conf should name one server line per web process"
         for line, port in zip(servers, web_ports, strict=True):
             text = text.replace(line, re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{port}", line))
-        assert text.count("listen 80;") == 1
+        assert text.count("listen 80;") == 1 and text.count("listen [::]:80;") == 1
+        text = text.replace("    listen [::]:80;\n", "")  # loopback only
         return text.replace("listen 80;", f"listen 127.0.0.1:{self.port};\n    {self.UPSTREAM_HEADER}")

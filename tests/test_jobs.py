@@ -4,7 +4,7 @@ boundary (apply_async, revoke), and the task bodies run directly in this process
 import csv
 import io
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from celery.app.task import Task
@@ -145,6 +145,8 @@ def test_a_sleep_job_reports_every_step_in_order_then_done(app, connect, alice, 
     events = [(event["name"], args(event)) for event in client.get_received(NS)]
     progress = [data["progress"] for name, data in events if name == "progress"]
     assert progress == [0, 25, 50, 75, 100]
+    sent_at = [datetime.fromisoformat(data["at"].removesuffix("Z")) for name, data in events if name == "progress"]
+    assert sent_at == sorted(sent_at) and sent_at[-1] - sent_at[0] >= timedelta(seconds=0.15)  # the 0.2 s job
     assert events[-1] == (
         "done",
         {"job_id": job["id"], "status": "succeeded", "result": {"seconds": 0.2, "steps": 4}, "error": None},

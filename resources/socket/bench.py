@@ -1,0 +1,28 @@
+"""The /bench namespace: the handlers the benchmark runs on every server it compares.
+
+Registered only with BENCH_NAMESPACE=1. It goes through everything BaseSocket gives
+a real namespace (token auth, validation, rate limits, acks, metrics), so the figures
+are Roomcast's own; bench/servers/ holds the same handlers for the other servers.
+"""
+
+from flask_socketio import join_room
+
+from resources.socket.base import BaseSocket, payload
+from validation import ROOM_NAME, Field
+
+ECHO_DATA = Field(str, optional=True, max_length=1024)
+
+
+class BenchSocket(BaseSocket):
+    """Join a room (to receive broadcasts an external emitter sends to it); echo with an ack."""
+
+    @payload(room=ROOM_NAME)
+    def on_join(self, room):
+        """Follow a room."""
+        join_room(room)
+        return {"room": room}
+
+    @payload(sent=Field(float), data=ECHO_DATA)
+    def on_echo(self, sent, data):
+        """Answer with what was sent: the client measures the round trip."""
+        return {"sent": sent, "data": data}
