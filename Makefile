@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format deps dev-deps clean
+.PHONY: run test lint format deps dev-deps bench bench-quick bench-deps clean
 
 run: deps
 	$(BIN)/python devserver.py
@@ -37,5 +37,32 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
+# The benchmark (bench/README.md): every server side by side, on loopback.
+bench: bench-deps
+	$(BIN)/python bench/run.py
+
+bench-quick: bench-deps
+	$(BIN)/python bench/run.py --quick
+
+bench-deps: deps bench/node_modules/.installed bench/.venv-peers/.installed bench/.venv-simple/.installed
+
+bench/node_modules/.installed: bench/package.json bench/package-lock.json
+	cd bench && npm ci --no-audit --no-fund
+	touch $@
+
+# The asyncio peer server, and py-spy.
+bench/.venv-peers/.installed: bench/requirements-peers.txt
+	test -x bench/.venv-peers/bin/python || $(PYTHON) -m venv bench/.venv-peers
+	bench/.venv-peers/bin/python -m pip install --quiet -r bench/requirements-peers.txt
+	touch $@
+
+# Roomcast's own requirements without gevent-websocket: engineio then serves
+# WebSockets with simple-websocket, for gunicorn -k gevent.
+bench/.venv-simple/.installed: requirements.txt
+	test -x bench/.venv-simple/bin/python || $(PYTHON) -m venv bench/.venv-simple
+	bench/.venv-simple/bin/python -m pip install --quiet -r requirements.txt
+	bench/.venv-simple/bin/python -m pip uninstall --quiet --yes gevent-websocket
+	touch $@
+
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache bench/node_modules bench/.venv-peers bench/.venv-simple
