@@ -15,7 +15,7 @@ from errors import ProtocolError
 from extensions import csrf, db, login_manager, migrate, redis_store, socketio
 from metrics import HTTP_REQUESTS
 from models import User
-from socket_views import register_namespaces
+from socket_views import prepare_event_contexts, register_namespaces
 
 SOCKET_IO_CLIENT = PROJECT_ROOT / "node_modules" / "socket.io-client" / "dist"
 
@@ -60,6 +60,7 @@ def register_extensions(app):
     )
     # init_app builds a new Socket.IO server, so namespaces are registered after it.
     register_namespaces(socketio, bench=app.config["BENCH_NAMESPACE"])
+    prepare_event_contexts(app)
 
 
 @event.listens_for(Engine, "connect")

@@ -122,6 +122,7 @@ def close_when_idle(handler_class, seconds):
 
 def post_worker_init(worker):
     """Close idle connections; start the stale-job sweeper; on SIGTERM, close the Socket.IO connections."""
+    import gc
     import signal
 
     import gevent
@@ -150,3 +151,9 @@ def post_worker_init(worker):
         gevent.spawn(close_connections_until_exit)
 
     signal.signal(signal.SIGTERM, handle_exit)
+
+    # The app and its libraries are loaded: keep those objects out of every later
+    # full garbage collection, whose pauses stall every client of this worker.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)

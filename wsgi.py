@@ -13,3 +13,15 @@ if monkey.is_module_patched("socket"):
 from app import create_app  # noqa: E402
 
 app = create_app()
+
+
+class IgnoreWebSocketClose:
+    """What gevent-websocket calls when a WebSocket closes; Engine.IO handles closes itself."""
+
+    def on_close(self, reason):
+        """Nothing to do."""
+
+
+# Without this attribute gevent-websocket defines a new class at every close (garbage
+# that only the cycle collector frees, in pauses that grow with the number of clients).
+app.current_app = IgnoreWebSocketClose()

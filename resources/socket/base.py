@@ -15,7 +15,7 @@ from errors import ProtocolError
 from extensions import db
 from metrics import CONNECTED_CLIENTS, SOCKET_EVENTS
 from models import User
-from services.accounts import user_from_token
+from services.accounts import user_id_from_token
 from validation import validate
 
 log = logging.getLogger(__name__)
@@ -79,15 +79,15 @@ class BaseSocket(Namespace):
     def on_connect(self, auth):
         """Accept a session cookie or auth={"token"}; refuse anything else as unauthorized."""
         if isinstance(auth, dict) and "token" in auth:
-            user = user_from_token(auth["token"])
+            user_id = user_id_from_token(auth["token"])
         elif auth is None and current_user.is_authenticated:
-            user = current_user
+            user_id = current_user.id
         else:
-            user = None
-        if user is None:
+            user_id = None
+        if user_id is None:
             raise ConnectionRefusedError("unauthorized")
         config = current_app.config
-        self.user_ids[request.sid] = user.id
+        self.user_ids[request.sid] = user_id
         self.buckets[request.sid] = TokenBucket(config["SOCKET_RATE_PER_SECOND"], config["SOCKET_RATE_BURST"])
         CONNECTED_CLIENTS.labels(self.namespace).inc()
 
