@@ -55,7 +55,7 @@ function connectOne(namespace) {
       transports: ["websocket"],
       forceNew: true, // one Engine.IO connection per client, as separate browsers have
       reconnection: false,
-      timeout: 30000,
+      timeout: 10000, // a full server leaves connections hanging: count them failed soon
       auth: token ? { token } : undefined,
       localAddress: sources[clients.length % sources.length],
     });
@@ -115,50 +115,64 @@ async function capacity() {
   say({ event: "result", connected: open, generator: cpuSince(cpu, startedAt) });
 }
 
-// fanout: --members join --room; the orchestrator then has --count ticks emitted through
-// Redis; measure when each tick reached its last member.
+// fanout: connect the largest of --sizes; client i joins room "fan<size>" of every size > i.
+// Then, size by size, on each go-ahead the orchestrator has --count ticks emitted to that
+// room through Redis; measure when each tick reached its last member.
 async function fanout() {
-  const members = Number(options.members);
+  const sizes = numbers(options.sizes);
   const count = Number(options.count);
-  const room = options.room;
-  const lastArrival = new Float64Array(count);
-  const sentAt = new Float64Array(count);
-  const arrivals = new Uint32Array(count);
-  const deliveryMs = [];
-  let delivered = 0;
-  let allDelivered;
-  const done = new Promise((resolve) => (allDelivered = resolve));
+  let current = null; // what the room being measured has received so far
   const listen = (socket) => {
+    const index = clients.length - 1;
     socket.on("tick", ({ seq, sent }) => {
       const at = now();
-      lastArrival[seq] = Math.max(lastArrival[seq], at);
-      sentAt[seq] = sent;
-      arrivals[seq]++;
-      if (delivered % 10 === 0) deliveryMs.push(at - sent); // a 10 % sample keeps memory flat
-      if (++delivered === members * count) allDelivered();
+      const state = current;
+      if (!state) return;
+      state.lastArrival[seq] = Math.max(state.lastArrival[seq], at);
+      state.sentAt[seq] = sent;
+      state.arrivals[seq]++;
+      if (state.delivered % 10 === 0) state.deliveryMs.push(at - sent); // a 10 % sample keeps memory flat
+      if (++state.delivered === state.expected) state.finish();
     });
-    return joinRoom(room)(socket);
+    return Promise.all(sizes.filter((size) => index < size).map((size) => joinRoom(`fan${size}`)(socket)));
   };
-  const joined = await connectMany(members, "/bench", 200, listen);
+  const joined = await connectMany(Math.max(...sizes), "/bench", 200, listen);
   say({ event: "ready", members: joined.timings.length, failed: joined.failed });
-  const cpu = process.cpuUsage();
-  const startedAt = now();
-  await goAhead(); // the emitter runs now
-  const timeout = Number(options.timeout || 120) * 1000;
-  await Promise.race([done, sleep(timeout)]);
-  const seen = [...sentAt.keys()].filter((seq) => arrivals[seq] > 0);
-  const firstSent = Math.min(...seen.map((seq) => sentAt[seq]));
-  const lastSeen = Math.max(...seen.map((seq) => lastArrival[seq]));
-  say({
-    event: "result",
-    members: joined.timings.length,
-    expected: joined.timings.length * count,
-    delivered,
-    deliveries_per_second: delivered / ((lastSeen - firstSent) / 1000),
-    to_last_member_ms: summary(seen.map((seq) => lastArrival[seq] - sentAt[seq])),
-    delivery_ms: summary(deliveryMs),
-    generator: cpuSince(cpu, startedAt),
-  });
+  for (const size of sizes) {
+    const members = Math.min(size, joined.timings.length);
+    let finish;
+    const done = new Promise((resolve) => (finish = resolve));
+    const state = {
+      expected: members * count,
+      delivered: 0,
+      lastArrival: new Float64Array(count),
+      sentAt: new Float64Array(count),
+      arrivals: new Uint32Array(count),
+      deliveryMs: [],
+      finish,
+    };
+    await goAhead();
+    const cpu = process.cpuUsage();
+    const startedAt = now();
+    current = state;
+    say({ event: "armed", size }); // the orchestrator starts the emitter only now
+    await Promise.race([done, sleep(Number(options.timeout || 60) * 1000)]);
+    current = null;
+    const seen = [...state.sentAt.keys()].filter((seq) => state.arrivals[seq] > 0);
+    const firstSent = Math.min(...seen.map((seq) => state.sentAt[seq]));
+    const lastSeen = Math.max(...seen.map((seq) => state.lastArrival[seq]));
+    say({
+      event: "result",
+      size,
+      members,
+      expected: state.expected,
+      delivered: state.delivered,
+      deliveries_per_second: state.delivered / ((lastSeen - firstSent) / 1000),
+      to_last_member_ms: summary(seen.map((seq) => state.lastArrival[seq] - state.sentAt[seq])),
+      delivery_ms: summary(state.deliveryMs),
+      generator: cpuSince(cpu, startedAt),
+    });
+  }
 }
 
 // ack: K clients each emit `echo` with an ack once a second, K raised through --steps

@@ -46,13 +46,24 @@ SIZES = {
         "latency_jobs": 1,
         "burst": 20,
     },
+    # Before/after comparisons of Roomcast's own code: enough load that per-event costs dominate.
+    "profile": {
+        "repeats": 3,
+        "capacity": [3000],
+        "rooms": [1000],
+        "ticks": 10,
+        "ack": [1000],
+        "ack_seconds": 5,
+        "latency_jobs": 1,
+        "burst": 20,
+    },
     "full": {
         "repeats": 3,
         "capacity": [1000, 5000, 10000, 20000],
         "rooms": [1000, 5000, 10000],
         "ticks": 10,
-        "ack": [250, 500, 1000, 2000, 3000, 4000, 6000],
-        "ack_seconds": 5,
+        "ack": [500, 1000, 2000, 4000],
+        "ack_seconds": 4,
         "latency_jobs": 3,
         "burst": 200,
     },
@@ -361,27 +372,27 @@ def capacity(run, server, process, url, token):
 def fanout(run, server, process, url, token):
     """Rooms of several sizes; an external emitter publishes through Redis."""
     results = {}
-    for members in run.size["rooms"]:
-        room = f"fan{members}"
-        count = run.size["ticks"]
-        loadgen = Loadgen(run, "fanout", url, token, members=members, count=count, room=room)
-        ready = loadgen.read()
+    count = run.size["ticks"]
+    loadgen = Loadgen(run, "fanout", url, token, sizes=run.size["rooms"], count=count)
+    ready = loadgen.read()
+    for size in run.size["rooms"]:
         settle(process)
         cpu_before = process.cpu_seconds()
         loadgen.go()
-        subprocess.run(server.emit_command(run, room, count), check=True, capture_output=True, timeout=60)
+        loadgen.read()  # armed: it counts what arrives from now on
+        subprocess.run(server.emit_command(run, f"fan{size}", count), check=True, capture_output=True, timeout=60)
         result = loadgen.read()
         result["server_cpu_seconds"] = process.cpu_seconds() - cpu_before
         result["server_cpu_per_1000"] = 1000 * result["server_cpu_seconds"] / max(1, result["delivered"])
         result["joined"] = ready["members"]
-        loadgen.finish()
-        results[str(members)] = result
+        results[str(size)] = result
         log(
-            f"  fan-out {members:>6}: {result['delivered']}/{result['expected']} delivered, "
+            f"  fan-out {size:>6}: {result['delivered']}/{result['expected']} delivered, "
             f"{result['deliveries_per_second']:.0f}/s, last member p50 {result['to_last_member_ms']['p50']:.1f} "
             f"p99 {result['to_last_member_ms']['p99']:.1f} ms, "
             f"{result['server_cpu_per_1000']:.3f} CPU-s per 1000, generator {result['generator']['cpu_share']:.0%}"
         )
+    loadgen.finish()
     return results
 
 
@@ -448,8 +459,9 @@ def jobs(run, server, process, url, token, env):
 class Run:
     """What one benchmark run shares: Redis, folders, sizes."""
 
-    def __init__(self, quick):
-        self.size = SIZES["quick" if quick else "full"]
+    def __init__(self, size):
+        self.name = size
+        self.size = SIZES[size]
         self.stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
         self.tmp = Path(tempfile.mkdtemp(prefix="roomcast-bench-"))
         self.log_dir = self.tmp
@@ -609,15 +621,17 @@ def summarize_jobs(repeats):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small sizes, two repeats: about two minutes")
+    parser.add_argument("--quick", action="store_true", help="small sizes, two repeats, for development")
+    parser.add_argument("--size", choices=sorted(SIZES), help="a preset by name (profile: for before/after runs)")
     parser.add_argument("--servers", default=",".join(server.name for server in SERVERS))
     arguments = parser.parse_args()
     raise_open_files()
-    run = Run(arguments.quick)
+    size = arguments.size or ("quick" if arguments.quick else "full")
+    run = Run(size)
     chosen = [server for server in SERVERS if server.name in arguments.servers.split(",")]
     results = {
         "date": run.stamp,
-        "mode": "quick" if arguments.quick else "full",
+        "mode": size,
         "machine": machine(),
         "sizes": run.size,
         "servers": {},
@@ -645,7 +659,7 @@ def main():
     finally:
         run.close()
     results["minutes"] = round((time.monotonic() - started) / 60, 1)
-    out = BENCH / "results" / f"{run.stamp}{'-quick' if arguments.quick else ''}"
+    out = BENCH / "results" / (run.stamp if size == "full" else f"{run.stamp}-{size}")
     out.parent.mkdir(exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
     markdown = table(results)
