@@ -530,7 +530,7 @@ def summarize(repeats):
     return figures
 
 
-ROWS = [
+CAPACITY_ROWS = [
     ("capacity_connected", "idle WebSocket clients held (of {capacity})", "{:.0f}", True),
     ("capacity_failed", "connections refused or failed", "{:.0f}", False),
     ("kb_per_connection", "memory per idle connection (KB RSS)", "{:.1f}", False),
@@ -539,10 +539,13 @@ ROWS = [
     ("connect_p50_ms", "connect latency p50 (ms)", "{:.1f}", False),
     ("connect_p99_ms", "connect latency p99 (ms)", "{:.1f}", False),
     ("connect_cpu_per_1000", "server CPU-s per 1000 connects", "{:.2f}", False),
+]
+ACK_ROWS = [
     ("ack_clients", "ack: clients at 1 event/s with p99 <= 50 ms", "{:.0f}", True),
     ("ack_per_second", "ack: sustained acks/s", "{:.0f}", True),
     ("ack_p99_ms", "ack: p99 at that load (ms)", "{:.1f}", False),
     ("ack_cpu_per_1000", "ack: server CPU-s per 1000 acks at that load", "{:.3f}", False),
+    ("generator_cpu_share_max", "load generator CPU, busiest scenario (cores)", "{:.2f}", False),
 ]
 
 
@@ -564,12 +567,7 @@ def table(results):
     """Render the side-by-side markdown table: medians, spread, ratio against Node."""
     names = [name for name in results["servers"] if results["servers"][name].get("figures")]
     sizes = results["sizes"]
-    rows = (
-        ROWS[:6]
-        + fanout_rows(sizes["rooms"])
-        + ROWS[6:]
-        + [("generator_cpu_share_max", "load generator CPU, busiest scenario (cores)", "{:.2f}", False)]
-    )
+    rows = CAPACITY_ROWS + fanout_rows(sizes["rooms"]) + ACK_ROWS
     header = "| metric | " + " | ".join(names) + " |\n|---|" + "---|" * len(names) + "\n"
     lines = []
     for key, label, fmt, _higher_is_better in rows:
