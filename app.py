@@ -15,6 +15,7 @@ from errors import ProtocolError
 from extensions import csrf, db, login_manager, migrate, redis_store, socketio
 from metrics import HTTP_REQUESTS
 from models import User
+from socket_manager import client_manager
 from socket_views import prepare_event_contexts, register_namespaces
 
 SOCKET_IO_CLIENT = PROJECT_ROOT / "node_modules" / "socket.io-client" / "dist"
@@ -49,8 +50,7 @@ def register_extensions(app):
     socketio.init_app(
         app,
         async_mode="gevent",
-        message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"],
-        channel=app.config["SOCKETIO_CHANNEL"],
+        client_manager=client_manager(app.config["SOCKETIO_MESSAGE_QUEUE"], app.config["SOCKETIO_CHANNEL"]),
         cors_allowed_origins=app.config["CORS_ALLOWED_ORIGINS"],
         transports=app.config["SOCKETIO_TRANSPORTS"],
         max_http_buffer_size=app.config["SOCKETIO_MAX_HTTP_BUFFER_SIZE"],

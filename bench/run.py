@@ -386,10 +386,11 @@ def fanout(run, server, process, url, token):
         result["server_cpu_per_1000"] = 1000 * result["server_cpu_seconds"] / max(1, result["delivered"])
         result["joined"] = ready["members"]
         results[str(size)] = result
+        last_member = result["to_last_member_ms"]
         log(
             f"  fan-out {size:>6}: {result['delivered']}/{result['expected']} delivered, "
-            f"{result['deliveries_per_second']:.0f}/s, last member p50 {result['to_last_member_ms']['p50']:.1f} "
-            f"p99 {result['to_last_member_ms']['p99']:.1f} ms, "
+            f"{result['deliveries_per_second'] or 0:.0f}/s, last member p50 {last_member['p50'] or 0:.1f} "
+            f"p99 {last_member['p99'] or 0:.1f} ms, "
             f"{result['server_cpu_per_1000']:.3f} CPU-s per 1000, generator {result['generator']['cpu_share']:.0%}"
         )
     loadgen.finish()
