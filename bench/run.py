@@ -645,6 +645,11 @@ def main():
                 process, url, token, env = server.start(run)
                 try:
                     outcome = {"capacity": capacity(run, server, process, url, token)}
+                finally:
+                    process.stop()
+                # A fresh server for the rest: the ramp may have run it out of open files.
+                process, url, token, env = server.start(run)
+                try:
                     outcome["fanout"] = fanout(run, server, process, url, token)
                     outcome["ack"] = ack(run, server, process, url, token)
                     if server.name == "roomcast":
