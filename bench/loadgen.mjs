@@ -59,6 +59,7 @@ function connectOne(namespace) {
       auth: token ? { token } : undefined,
       localAddress: sources[clients.length % sources.length],
     });
+    socket.index = clients.length; // its place in the order of connects, whatever order they finish in
     clients.push(socket);
     socket.once("connect", () => resolve({ socket, ms: now() - started }));
     socket.once("connect_error", (error) => resolve({ socket: null, error: error.message }));
@@ -122,8 +123,8 @@ async function fanout() {
   const sizes = numbers(options.sizes);
   const count = Number(options.count);
   let current = null; // what the room being measured has received so far
-  const listen = (socket) => {
-    const index = clients.length - 1;
+  const joinedRooms = Object.fromEntries(sizes.map((size) => [size, 0]));
+  const listen = async (socket) => {
     socket.on("tick", ({ seq, sent }) => {
       const at = now();
       const state = current;
@@ -134,12 +135,15 @@ async function fanout() {
       if (state.delivered % 10 === 0) state.deliveryMs.push(at - sent); // a 10 % sample keeps memory flat
       if (++state.delivered === state.expected) state.finish();
     });
-    return Promise.all(sizes.filter((size) => index < size).map((size) => joinRoom(`fan${size}`)(socket)));
+    for (const size of sizes.filter((size) => socket.index < size)) {
+      await joinRoom(`fan${size}`)(socket);
+      joinedRooms[size]++;
+    }
   };
   const joined = await connectMany(Math.max(...sizes), "/bench", 200, listen);
   say({ event: "ready", members: joined.timings.length, failed: joined.failed });
   for (const size of sizes) {
-    const members = Math.min(size, joined.timings.length);
+    const members = joinedRooms[size];
     let finish;
     const done = new Promise((resolve) => (finish = resolve));
     const state = {

@@ -39,7 +39,7 @@ SIZES = {
     "quick": {
         "repeats": 2,
         "capacity": [1000],
-        "rooms": [1000],
+        "rooms": [200, 1000],
         "ticks": 10,
         "ack": [100, 400],
         "ack_seconds": 2,
