@@ -27,6 +27,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
 from embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+from processes import Process  # noqa: E402
 
 PROJECT_PYTHON = str(ROOT / ".venv" / "bin" / "python")
 SIMPLE_PYTHON = str(BENCH / ".venv-simple" / "bin" / "python")
@@ -84,22 +85,11 @@ def log(message):
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-class Process:
-    """A child in its own process group, logging to a file; stopped by its group id."""
+class MeasuredProcess(Process):
+    """A server under test: may hold many connections; its process tree's memory and CPU can be read."""
 
-    def __init__(self, name, command, env, log_dir, cwd=ROOT):
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self.log = open(self.log_path, "ab")  # closed in stop()
-        self.popen = subprocess.Popen(
-            command,
-            env=env,
-            cwd=cwd,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=raise_open_files,
-        )
+    def __init__(self, name, command, env, log_dir):
+        super().__init__(name, command, env, log_dir, preexec_fn=raise_open_files)
 
     def pids(self):
         """Return this process and all its descendants."""
@@ -141,32 +131,6 @@ class Process:
                 pass
         return total / CLOCK_TICKS
 
-    def stop(self):
-        """SIGTERM the group; SIGKILL it if it lingers."""
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
-        self.log.close()
-
-
-def wait_ready(url, process, timeout=60):
-    """Wait until url answers 200."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.popen.poll() is not None:
-            raise RuntimeError(f"{process.name} exited; see its log")
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{process.name} did not become ready")
-
 
 class Server:
     """One server under test: how to start it, and how to emit to its rooms through Redis."""
@@ -175,7 +139,7 @@ class Server:
         self.name, self.label, self.kind, self.options = name, label, kind, options
 
     def start(self, run):
-        """Start the server on a free port; return (process, url, token)."""
+        """Start the server on a free port; return (process, url, token, env)."""
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "PORT": str(port), "REDIS_URL": run.redis_url}
@@ -209,8 +173,8 @@ class Server:
             )
             command = [python, "-m", "gunicorn", "-c", "gunicorn.conf.py", *self.options.get("args", [])]
             health = "/readyz"
-        process = Process(f"{self.name}-{port}", command, env, run.log_dir)
-        wait_ready(url + health, process)
+        process = MeasuredProcess(f"{self.name}-{port}", command, env, run.tmp)
+        process.wait_for_url(url + health, timeout=60)
         return process, url, self.token(url) if self.kind == "roomcast" else None, env
 
     def channel(self, run):
@@ -295,15 +259,6 @@ class Loadgen:
         except subprocess.TimeoutExpired:
             os.killpg(self.popen.pid, signal.SIGKILL)
             self.popen.wait()
-
-
-def wait_for_line(process, text, timeout=60):
-    """Wait until the process logs a line containing text."""
-    deadline = time.monotonic() + timeout
-    while text not in (run_log := (process.log_path.read_text(errors="replace"))):
-        if process.popen.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{process.name} did not log {text!r}:\n{run_log[-2000:]}")
-        time.sleep(0.2)
 
 
 def settle(process, seconds=1.0):
@@ -440,8 +395,8 @@ def jobs(run, server, process, url, token, env):
                 "--loglevel=INFO",
                 f"--hostname={name}@%h",
             ]
-            workers.append(Process(f"celery-{name}-{url.rsplit(':', 1)[1]}", command, env, run.log_dir))
-            wait_for_line(workers[-1], " ready.")
+            workers.append(MeasuredProcess(f"celery-{name}-{url.rsplit(':', 1)[1]}", command, env, run.tmp))
+            workers[-1].wait_for_output(" ready.")
             loadgen = Loadgen(run, "jobs", url, token, latency_jobs=run.size["latency_jobs"], burst=run.size["burst"])
             result = loadgen.read()
             loadgen.finish()
@@ -461,11 +416,9 @@ class Run:
     """What one benchmark run shares: Redis, folders, sizes."""
 
     def __init__(self, size):
-        self.name = size
         self.size = SIZES[size]
         self.stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
-        self.tmp = Path(tempfile.mkdtemp(prefix="roomcast-bench-"))
-        self.log_dir = self.tmp
+        self.tmp = Path(tempfile.mkdtemp(prefix="roomcast-bench-"))  # logs, instance folders
         self.loadgen_log = open(self.tmp / "loadgen.log", "ab")  # closed in close()
         self.redis = EmbeddedRedis().start()
         self.redis_url = self.redis.url
@@ -532,21 +485,21 @@ def summarize(repeats):
 
 
 CAPACITY_ROWS = [
-    ("capacity_connected", "idle WebSocket clients held (of {capacity})", "{:.0f}", True),
-    ("capacity_failed", "connections refused or failed", "{:.0f}", False),
-    ("kb_per_connection", "memory per idle connection (KB RSS)", "{:.1f}", False),
-    ("kb_measured_at", "... measured with this many connected", "{:.0f}", True),
-    ("connect_rate", "connect rate at the last step (/s)", "{:.0f}", True),
-    ("connect_p50_ms", "connect latency p50 (ms)", "{:.1f}", False),
-    ("connect_p99_ms", "connect latency p99 (ms)", "{:.1f}", False),
-    ("connect_cpu_per_1000", "server CPU-s per 1000 connects", "{:.2f}", False),
+    ("capacity_connected", "idle WebSocket clients held (of {capacity})", "{:.0f}"),
+    ("capacity_failed", "connections refused or failed", "{:.0f}"),
+    ("kb_per_connection", "memory per idle connection (KB RSS)", "{:.1f}"),
+    ("kb_measured_at", "... measured with this many connected", "{:.0f}"),
+    ("connect_rate", "connect rate at the last step (/s)", "{:.0f}"),
+    ("connect_p50_ms", "connect latency p50 (ms)", "{:.1f}"),
+    ("connect_p99_ms", "connect latency p99 (ms)", "{:.1f}"),
+    ("connect_cpu_per_1000", "server CPU-s per 1000 connects", "{:.2f}"),
 ]
 ACK_ROWS = [
-    ("ack_clients", "ack: clients at 1 event/s with p99 <= 50 ms", "{:.0f}", True),
-    ("ack_per_second", "ack: sustained acks/s", "{:.0f}", True),
-    ("ack_p99_ms", "ack: p99 at that load (ms)", "{:.1f}", False),
-    ("ack_cpu_per_1000", "ack: server CPU-s per 1000 acks at that load", "{:.3f}", False),
-    ("generator_cpu_share_max", "load generator CPU, busiest scenario (cores)", "{:.2f}", False),
+    ("ack_clients", "ack: clients at 1 event/s with p99 <= 50 ms", "{:.0f}"),
+    ("ack_per_second", "ack: sustained acks/s", "{:.0f}"),
+    ("ack_p99_ms", "ack: p99 at that load (ms)", "{:.1f}"),
+    ("ack_cpu_per_1000", "ack: server CPU-s per 1000 acks at that load", "{:.3f}"),
+    ("generator_cpu_share_max", "load generator CPU, busiest scenario (cores)", "{:.2f}"),
 ]
 
 
@@ -555,11 +508,11 @@ def fanout_rows(sizes):
     rows = []
     for size in sizes:
         rows += [
-            (f"fanout_{size}_per_second", f"fan-out {size}: deliveries/s", "{:.0f}", True),
-            (f"fanout_{size}_p50_ms", f"fan-out {size}: to last member p50 (ms)", "{:.1f}", False),
-            (f"fanout_{size}_p99_ms", f"fan-out {size}: to last member p99 (ms)", "{:.1f}", False),
-            (f"fanout_{size}_cpu_per_1000", f"fan-out {size}: server CPU-s per 1000 deliveries", "{:.3f}", False),
-            (f"fanout_{size}_lost", f"fan-out {size}: deliveries missing", "{:.0f}", False),
+            (f"fanout_{size}_per_second", f"fan-out {size}: deliveries/s", "{:.0f}"),
+            (f"fanout_{size}_p50_ms", f"fan-out {size}: to last member p50 (ms)", "{:.1f}"),
+            (f"fanout_{size}_p99_ms", f"fan-out {size}: to last member p99 (ms)", "{:.1f}"),
+            (f"fanout_{size}_cpu_per_1000", f"fan-out {size}: server CPU-s per 1000 deliveries", "{:.3f}"),
+            (f"fanout_{size}_lost", f"fan-out {size}: deliveries missing", "{:.0f}"),
         ]
     return rows
 
@@ -571,7 +524,7 @@ def table(results):
     rows = CAPACITY_ROWS + fanout_rows(sizes["rooms"]) + ACK_ROWS
     header = "| metric | " + " | ".join(names) + " |\n|---|" + "---|" * len(names) + "\n"
     lines = []
-    for key, label, fmt, _higher_is_better in rows:
+    for key, label, fmt in rows:
         cells = []
         reference = results["servers"].get("node", {}).get("figures", {}).get(key)
         for name in names:

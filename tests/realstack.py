@@ -4,19 +4,14 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import requests
-
 from embedded_redis import free_port
+from processes import PROJECT_ROOT, Process
 from tests.databases import create_database, drop_database
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def procfile_command(process_type, *extra_args):
@@ -27,53 +22,6 @@ def procfile_command(process_type, *extra_args):
             program, *args = shlex.split(command)
             return [str(Path(sys.executable).parent / program), *args, *extra_args]
     raise KeyError(f"no {process_type} in the Procfile")
-
-
-def wait_until_ready(url, process, timeout):
-    """Wait until url answers 200; fail early if the process exits."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.popen.poll() is not None:
-            raise RuntimeError(f"{process.name} exited:\n{process.output()}")
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{process.name} did not become ready:\n{process.output()}")
-
-
-class Process:
-    """A child process in its own process group, with its output in a log file."""
-
-    def __init__(self, name, command, env, log_dir):
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        log = open(self.log_path, "ab")  # closed in stop()
-        self.log = log
-        self.popen = subprocess.Popen(
-            command, env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    def output(self):
-        """Return what the process has logged so far."""
-        return self.log_path.read_text(errors="replace")
-
-    def signal(self, signum):
-        """Send a signal to the process group we started."""
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signum)
-
-    def stop(self, timeout=20):
-        """SIGTERM the group, then SIGKILL it if it lingers."""
-        self.signal(signal.SIGTERM)
-        try:
-            self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.signal(signal.SIGKILL)
-            self.popen.wait()
-        self.log.close()
 
 
 class Stack:
@@ -116,7 +64,7 @@ class Stack:
         self.webs.append(web)
         if port == self.port:
             self.web = web
-        wait_until_ready(f"http://127.0.0.1:{port}/readyz", web, timeout)
+        web.wait_for_url(f"http://127.0.0.1:{port}/readyz", timeout)
         return web
 
     def start_worker(self, timeout=60):
@@ -125,17 +73,13 @@ class Stack:
         command = procfile_command("worker", "--concurrency=2", f"--hostname={name}@%h")
         worker = Process(name, command, self.env, self.log_dir)
         self.workers.append(worker)
-        deadline = time.monotonic() + timeout
-        while " ready." not in worker.output():
-            if worker.popen.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the Celery worker did not start:\n{worker.output()}")
-            time.sleep(0.1)
+        worker.wait_for_output(" ready.", timeout)
         return worker
 
     def start_nginx(self, web_ports, timeout=30):
         """Put Debian's nginx, configured by deploy/nginx.conf, in front of web_ports; self.url goes through it."""
         self.nginx = Nginx(web_ports, self.log_dir)
-        wait_until_ready(f"{self.nginx.url}/healthz", self.nginx.process, timeout)
+        self.nginx.process.wait_for_url(f"{self.nginx.url}/healthz", timeout)
         self.url = self.nginx.url
         return self.nginx
 

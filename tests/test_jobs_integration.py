@@ -169,12 +169,6 @@ def test_a_job_survives_its_worker_being_killed(crash_stack):
         jobs.close()
 
 
-def pool_children(worker):
-    """Return the pids of a Celery worker's pool processes."""
-    with open(f"/proc/{worker.popen.pid}/task/{worker.popen.pid}/children") as children:
-        return [int(pid) for pid in children.read().split()]
-
-
 def test_a_job_whose_pool_process_is_killed_is_put_back_and_finished(crash_stack):
     # Celery puts the task back (acks_late, reject_on_worker_lost) about 10 s
     # after its process dies; the sweeper waits longer here, so it stays out.
@@ -185,7 +179,7 @@ def test_a_job_whose_pool_process_is_killed_is_put_back_and_finished(crash_stack
     try:
         job = jobs.call("start", {"kind": "sleep", "params": {"seconds": 4, "steps": 8}})["job"]
         first_quarter(jobs, stack)
-        for pid in pool_children(worker):  # the main process lives on and sees its task's process die
+        for pid in worker.child_pids():  # the main process lives on and sees its task's process die
             os.kill(pid, signal.SIGKILL)
 
         progress, done = follow_to_the_end(jobs, job["id"], timeout=60)

@@ -166,15 +166,9 @@ def established_connections(pid, port):
     return count
 
 
-def worker_pids(web):
-    """Return the pids of a gunicorn master's worker processes."""
-    with open(f"/proc/{web.popen.pid}/task/{web.popen.pid}/children") as children:
-        return [int(pid) for pid in children.read().split()]
-
-
 def test_websocket_only_mode_serves_one_room_from_two_workers(websocket_only_stack):
     stack = websocket_only_stack
-    workers = worker_pids(stack.web)
+    workers = stack.web.child_pids()
     assert len(workers) == 2
     token = register(stack.url, next(names))
     room = create_room(stack.url, token)
