@@ -6,6 +6,7 @@ from pathlib import Path
 
 from celery import Celery, Task
 from flask import Flask, jsonify, request, send_from_directory
+from redis.exceptions import RedisError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
@@ -16,7 +17,7 @@ from extensions import csrf, db, login_manager, migrate, redis_store, socketio
 from metrics import HTTP_REQUESTS
 from models import User
 from socket_manager import client_manager
-from socket_views import prepare_event_contexts, register_namespaces
+from socket_views import RESYNC_NAMESPACES, prepare_event_contexts, register_namespaces
 
 SOCKET_IO_CLIENT = PROJECT_ROOT / "node_modules" / "socket.io-client" / "dist"
 
@@ -50,7 +51,9 @@ def register_extensions(app):
     socketio.init_app(
         app,
         async_mode="gevent",
-        client_manager=client_manager(app.config["SOCKETIO_MESSAGE_QUEUE"], app.config["SOCKETIO_CHANNEL"]),
+        client_manager=client_manager(
+            app.config["SOCKETIO_MESSAGE_QUEUE"], app.config["SOCKETIO_CHANNEL"], RESYNC_NAMESPACES
+        ),
         cors_allowed_origins=app.config["CORS_ALLOWED_ORIGINS"],
         transports=app.config["SOCKETIO_TRANSPORTS"],
         max_http_buffer_size=app.config["SOCKETIO_MAX_HTTP_BUFFER_SIZE"],
@@ -104,6 +107,13 @@ def register_error_handlers(app):
         )
         body = {"error": {"code": code, "message": error.description}}
         return jsonify(body), error.code
+
+    @app.errorhandler(RedisError)
+    def redis_unavailable(error):
+        app.logger.warning("Redis is unavailable on %s %s: %s", request.method, request.path, error)
+        db.session.rollback()
+        body = {"error": {"code": "unavailable", "message": "the server is briefly unavailable; try again"}}
+        return jsonify(body), 503, {"Retry-After": "1"}
 
     @app.errorhandler(Exception)
     def unexpected_error(error):

@@ -3,11 +3,18 @@
 from flask_socketio import SocketIO
 
 from app import create_app
+from socket_manager import emitter_manager
+from socket_views import RESYNC_NAMESPACES
 
 flask_app = create_app()
 celery = flask_app.extensions["celery"]
 # Tasks emit through a write-only Socket.IO client (no app, no listener) on the
 # web processes' message queue and channel; they deliver to the browsers.
+# A publish that fails (Redis away) is followed, once Redis is back, by a resync
+# that tells every client to catch up from the database.
 flask_app.extensions["socketio_emitter"] = SocketIO(
-    message_queue=flask_app.config["REDIS_URL"], channel=flask_app.config["SOCKETIO_CHANNEL"]
+    message_queue=flask_app.config["REDIS_URL"],
+    client_manager=emitter_manager(
+        flask_app.config["REDIS_URL"], flask_app.config["SOCKETIO_CHANNEL"], RESYNC_NAMESPACES
+    ),
 )

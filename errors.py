@@ -9,6 +9,7 @@ HTTP_STATUS = {
     "too_large": 413,
     "rate_limited": 429,
     "internal": 500,
+    "unavailable": 503,  # a dependency (Redis) is briefly unreachable: try again
 }
 
 

@@ -31,7 +31,8 @@ graceful_timeout = env_int("GRACEFUL_TIMEOUT", 20)
 # Seconds an idle keep-alive connection stays open (applied in post_worker_init:
 # gunicorn's pywsgi-based workers do not apply it themselves).
 keepalive = env_int("KEEPALIVE", 5)
-FIRST_REQUEST_SECONDS = 10  # a new connection's first request line must come within this
+FIRST_REQUEST_SECONDS = 10
+SUBSCRIBE_TIMEOUT = 10  # seconds a new worker waits for its Redis listener before it serves  # a new connection's first request line must come within this
 accesslog = os.environ.get("ACCESS_LOG", "-") or None  # empty: no access log
 errorlog = "-"
 loglevel = env("LOG_LEVEL", "info")
@@ -121,7 +122,7 @@ def close_when_idle(handler_class, seconds):
 
 
 def post_worker_init(worker):
-    """Close idle connections; start the stale-job sweeper; on SIGTERM, close Socket.IO connections; tune the GC."""
+    """Close idle connections; start the sweeper; subscribe to Redis; on SIGTERM, close Socket.IO connections; tune the GC."""
     import gc
     import signal
 
@@ -135,6 +136,12 @@ def post_worker_init(worker):
         worker.wsgi_handler = close_when_idle(worker.wsgi_handler, keepalive)
     # Every web process sweeps; the sweep's conditional updates let only one act on a job.
     gevent.spawn(supervise, worker.wsgi)
+
+    # Subscribe to the Socket.IO channel before serving: python-socketio would do it
+    # at the first connect, and lose what is published until the subscription is in.
+    # If Redis is away, serve anyway; /readyz says 503 until the listener is subscribed.
+    if not socketio.server.manager.wait_subscribed(SUBSCRIBE_TIMEOUT):
+        worker.log.warning("the Redis listener is not subscribed after %s s; /readyz answers 503", SUBSCRIBE_TIMEOUT)
 
     stop_accepting = worker.handle_exit
 

@@ -28,6 +28,20 @@ SOCKET_EVENTS = Counter(
     "Socket.IO events handled, by namespace, event and outcome (ok or an error code).",
     ["namespace", "event", "outcome"],
 )
+LISTENER_SUBSCRIBED = Gauge(
+    "roomcast_listener_subscribed",
+    "1 while this web process's Redis listener is subscribed to the Socket.IO channel, else 0.",
+    multiprocess_mode="liveall",
+)
+PUBLISH_FAILURES = Counter(
+    "roomcast_publish_failures_total",
+    "Socket.IO messages that could not be published to Redis (their receivers catch up after a resync).",
+)
+RESYNCS = Counter(
+    "roomcast_resyncs_total",
+    "resync events sent after a gap in the Redis channel, by scope (local: this process's clients; all).",
+    ["scope"],
+)
 HTTP_REQUESTS = Counter(
     "roomcast_http_requests_total",
     "HTTP requests answered, by method and status.",

@@ -54,6 +54,8 @@ class Room(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     private: Mapped[bool] = mapped_column(default=False)
+    # The seq of the room's newest message; the next message takes last_seq + 1.
+    last_seq: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     members: Mapped[list[User]] = relationship(secondary="room_members", order_by="User.username", lazy="selectin")
 
@@ -76,17 +78,19 @@ class RoomMember(db.Model):
 
 
 class Message(db.Model):
-    """A chat message; ids grow strictly within a room."""
+    """A chat message; seq counts 1, 2, 3... within its room, with no holes, and ids grow with it."""
 
     __tablename__ = "messages"
     __table_args__ = (
         # A client's retry of the same send (same client_id) stores nothing new.
         UniqueConstraint("room_id", "author_id", "client_id"),
+        UniqueConstraint("room_id", "seq", name="uq_messages_room_id_seq"),
         Index("ix_messages_room_id_id", "room_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"))
+    seq: Mapped[int]
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     text: Mapped[str] = mapped_column(Text)
     client_id: Mapped[str | None] = mapped_column(String(64))
@@ -98,6 +102,7 @@ class Message(db.Model):
         """Serialize as the protocol shows a message."""
         return {
             "id": self.id,
+            "seq": self.seq,
             "room": self.room.name,
             "author": self.author.username,
             "text": self.text,
@@ -126,6 +131,8 @@ class Job(db.Model):
     room_id: Mapped[int | None] = mapped_column(ForeignKey("rooms.id", ondelete="SET NULL"))
     # Each dispatch of the job is an attempt; a task message of an older attempt is stale.
     attempt: Mapped[int] = mapped_column(default=1)
+    # Goes up by one at each change that clients are told of (running, progress, retrying, done).
+    version: Mapped[int] = mapped_column(default=1)
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     # Written by the running task every few seconds; a stale one means its worker vanished.
     heartbeat_at: Mapped[datetime | None]
@@ -146,6 +153,7 @@ class Job(db.Model):
             "kind": self.kind,
             "params": self.params,
             "status": self.status,
+            "version": self.version,
             "progress": self.progress,
             "result": self.result,
             "error": self.error,

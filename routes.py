@@ -8,7 +8,7 @@ from sqlalchemy import text
 
 import metrics
 from errors import ProtocolError
-from extensions import db, redis_store
+from extensions import db, redis_store, socketio
 from forms import LoginForm, RegisterForm
 from services import jobs
 from services.accounts import authenticate, create_user
@@ -68,7 +68,7 @@ def healthz():
 @ops.get("/readyz")
 def readyz():
     """Check the database and the message queue; 503 names the one that failed."""
-    checks = {"database": check_database, "redis": check_redis}
+    checks = {"database": check_database, "redis": check_redis, "listener": check_listener}
     results = {}
     for name, check in checks.items():
         started = time.perf_counter()
@@ -93,6 +93,12 @@ def check_database():
 def check_redis():
     """Ping Redis."""
     redis_store.client.ping()
+
+
+def check_listener():
+    """Fail while this process is not subscribed to the Socket.IO channel (it would miss broadcasts)."""
+    if not socketio.server.manager.subscribed:
+        raise RuntimeError("not subscribed to the Socket.IO channel on Redis")
 
 
 @ops.get("/metrics")

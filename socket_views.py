@@ -7,6 +7,9 @@ from resources.socket.bench import BenchSocket
 from resources.socket.chat import ChatSocket
 from resources.socket.jobs import JobsSocket
 
+# The namespaces whose clients catch up from the database when told to resync.
+RESYNC_NAMESPACES = ("/chat", "/jobs")
+
 
 def register_namespaces(socketio, bench=False):
     """Attach one instance of each namespace class (and /bench if asked); call right after socketio.init_app."""

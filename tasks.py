@@ -46,7 +46,7 @@ def export(run, room, format):
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".attempt{run.attempt}.part")
     query = (
-        db.select(Message.id, Message.created_at, User.username, Message.text, Message.client_id)
+        db.select(Message.id, Message.seq, Message.created_at, User.username, Message.text, Message.client_id)
         .join(User, Message.author_id == User.id)
         .where(Message.room_id == found.id)
         .order_by(Message.id)
@@ -61,6 +61,7 @@ def export(run, room, format):
             write(
                 {
                     "id": row.id,
+                    "seq": row.seq,
                     "room": room,
                     "author": row.username,
                     "text": row.text,
@@ -84,7 +85,7 @@ def export(run, room, format):
 
 def csv_writer(out):
     """Return write(message) for CSV; write(None) ends the file."""
-    writer = csv.DictWriter(out, fieldnames=["id", "room", "author", "text", "created_at", "client_id"])
+    writer = csv.DictWriter(out, fieldnames=["id", "seq", "room", "author", "text", "created_at", "client_id"])
     writer.writeheader()
     return lambda message: message is not None and writer.writerow(message)
 

@@ -1,5 +1,6 @@
 """Rooms and messages: who may read what, and storing messages in order."""
 
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from errors import ProtocolError
@@ -64,31 +65,46 @@ def add_member(room, user):
 
 
 def post_message(room, author, text, client_id=None):
-    """Store a message and return it; a retried client_id returns the stored one."""
-    # Lock the room row so ids are allocated and committed in order within a
-    # room: a reader that saw id N never later finds a smaller id appear.
-    db.session.execute(db.select(Room.id).filter_by(id=room.id).with_for_update())
+    """Store a message with the room's next seq and return it; a retried client_id returns the stored one."""
+    # Taking the next seq writes the room row, which locks it until commit (a row
+    # lock on PostgreSQL, the database on SQLite): a room's messages are stored
+    # one at a time, so seqs have no holes and ids grow in seq order.
+    take_seq = update(Room).where(Room.id == room.id).values(last_seq=Room.last_seq + 1).returning(Room.last_seq)
+    seq = db.session.execute(take_seq).scalar_one()
     if client_id is not None:
-        query = db.select(Message).filter_by(room_id=room.id, author_id=author.id, client_id=client_id)
-        existing = db.session.scalar(query)
+        existing = db.session.scalar(_sent_with(room, author, client_id))
         if existing is not None:
-            db.session.rollback()
+            db.session.rollback()  # gives the seq back
             return existing
-    message = Message(room=room, author=author, text=text, client_id=client_id)
+    message = Message(room=room, author=author, text=text, client_id=client_id, seq=seq)
     db.session.add(message)
     try:
         db.session.commit()
-    except IntegrityError:  # the same retry raced us (SQLite ignores FOR UPDATE): return its message
+    except IntegrityError:  # the same retry raced us and won: return its message
         db.session.rollback()
-        query = db.select(Message).filter_by(room_id=room.id, author_id=author.id, client_id=client_id)
-        return db.session.scalars(query).one()
+        return db.session.scalars(_sent_with(room, author, client_id)).one()
     return message
+
+
+def _sent_with(room, author, client_id):
+    return db.select(Message).filter_by(room_id=room.id, author_id=author.id, client_id=client_id)
+
+
+def last_seq(room):
+    """Return the seq of the room's newest stored message (0 when it has none)."""
+    return db.session.scalar(db.select(Room.last_seq).filter_by(id=room.id))
 
 
 def messages_after(room, since, limit):
     """Return up to limit messages with id > since, oldest first."""
     query = db.select(Message).where(Message.room_id == room.id, Message.id > since).order_by(Message.id).limit(limit)
     return db.session.scalars(query).all()
+
+
+def messages_after_seq(room, since_seq, limit):
+    """Return up to limit messages with seq > since_seq, oldest first."""
+    query = db.select(Message).where(Message.room_id == room.id, Message.seq > since_seq)
+    return db.session.scalars(query.order_by(Message.seq).limit(limit)).all()
 
 
 def messages_before(room, before, limit):

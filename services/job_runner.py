@@ -84,7 +84,8 @@ def run_job(body, job_id, attempt):
         log.info("job %s attempt %s: nothing to do (finished, superseded or running elsewhere)", job_id, attempt)
         return
     run = JobRun(job, attempt)
-    jobs.emit("progress", jobs.progress_event(job_id, job.progress, "running"), jobs.channel(job_id))
+    running = jobs.progress_event(job_id, job.version, job.progress, "running")
+    jobs.emit("progress", running, jobs.channel(job_id))
     try:
         result = body(run, **job.params)
     except JobLost:

@@ -50,10 +50,10 @@ def emit(event, data, room, namespace=NAMESPACE):
 # --- asking for jobs (web process) ---
 
 
-def progress_event(job_id, progress, detail):
+def progress_event(job_id, version, progress, detail):
     """Build a progress event; `at` (an extension) is when it was sent, to the microsecond."""
     at = utcnow().isoformat(timespec="microseconds") + "Z"
-    return {"job_id": job_id, "progress": progress, "detail": detail, "at": at}
+    return {"job_id": job_id, "version": version, "progress": progress, "detail": detail, "at": at}
 
 
 def create_job(owner, kind, params, room_name=None):
@@ -136,7 +136,8 @@ def claim(job_id, attempt, fresh_seconds):
         and_(Job.status == "running", or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < alive_since)),
     )
     statement = update(Job).where(Job.id == job_id, Job.attempt == attempt, claimable)
-    claimed = db.session.execute(statement.values(status="running", heartbeat_at=now)).rowcount == 1
+    values = {"status": "running", "heartbeat_at": now, "version": Job.version + 1}
+    claimed = db.session.execute(statement.values(**values)).rowcount == 1
     db.session.commit()
     return claimed
 
@@ -157,11 +158,12 @@ def record_progress(job_id, attempt, percent, detail):
     statement = update(Job).where(
         Job.id == job_id, Job.attempt == attempt, Job.status == "running", Job.progress < percent
     )
-    moved = db.session.execute(statement.values(progress=percent, heartbeat_at=utcnow())).rowcount == 1
+    values = {"progress": percent, "heartbeat_at": utcnow(), "version": Job.version + 1}
+    version = db.session.execute(statement.values(**values).returning(Job.version)).scalar()
     db.session.commit()
-    if moved:
-        emit("progress", progress_event(job_id, percent, detail), channel(job_id))
-    return moved
+    if version is not None:
+        emit("progress", progress_event(job_id, version, percent, detail), channel(job_id))
+    return version is not None
 
 
 def finish(job_id, status, result=None, error=None, attempt=None, statuses=("running",), stale_before=None):
@@ -171,7 +173,7 @@ def finish(job_id, status, result=None, error=None, attempt=None, statuses=("run
         conditions.append(Job.attempt == attempt)
     if stale_before is not None:
         conditions.append(Job.heartbeat_at < stale_before)
-    values = {"status": status, "result": result, "error": error, "heartbeat_at": None}
+    values = {"status": status, "result": result, "error": error, "heartbeat_at": None, "version": Job.version + 1}
     if status == "succeeded":
         values["progress"] = 100
     ended = db.session.execute(update(Job).where(*conditions).values(**values)).rowcount == 1
@@ -180,7 +182,8 @@ def finish(job_id, status, result=None, error=None, attempt=None, statuses=("run
         return False
     job = db.session.get(Job, job_id)
     db.session.refresh(job)
-    emit("done", {"job_id": job_id, "status": status, "result": result, "error": error}, channel(job_id))
+    done = {"job_id": job_id, "version": job.version, "status": status, "result": result, "error": error}
+    emit("done", done, channel(job_id))
     if job.room is not None:
         announce_outcome(job)
     return True
@@ -224,7 +227,7 @@ def sweep_stale_jobs():
                 log.error("job %s failed: %s", job.id, error)
         elif requeue(job, cutoff):
             log.warning("job %s: its worker stopped responding; queued attempt %s", job.id, job.attempt)
-            emit("progress", progress_event(job.id, job.progress, "retrying"), channel(job.id))
+            emit("progress", progress_event(job.id, job.version, job.progress, "retrying"), channel(job.id))
             dispatch(job)
 
 
@@ -233,7 +236,8 @@ def requeue(job, cutoff):
     statement = update(Job).where(
         Job.id == job.id, Job.attempt == job.attempt, Job.status == "running", Job.heartbeat_at < cutoff
     )
-    moved = db.session.execute(statement.values(status="queued", attempt=job.attempt + 1, heartbeat_at=None)).rowcount
+    values = {"status": "queued", "attempt": job.attempt + 1, "heartbeat_at": None, "version": Job.version + 1}
+    moved = db.session.execute(statement.values(**values)).rowcount
     db.session.commit()
     db.session.refresh(job)
     return moved == 1

@@ -126,11 +126,29 @@ def test_messages_page_after_since_and_latest_by_default(app, client, make_user)
     assert [message["id"] for message in latest] == ids[-2:]
     after = client.get(f"/api/rooms/general/messages?since={ids[1]}", headers=bearer(alice)).get_json()
     assert [message["id"] for message in after] == ids[2:]
-    assert set(after[0]) == {"id", "room", "author", "text", "created_at", "client_id"}
+    assert set(after[0]) == {"id", "seq", "room", "author", "text", "created_at", "client_id"}
     assert after[0]["created_at"].endswith("Z")
 
 
-@pytest.mark.parametrize("query", ["since=-1", "since=abc", "limit=0", "limit=1001", "since=" + "9" * 40])
+def test_messages_are_numbered_per_room_and_paged_by_seq(app, client, make_user):
+    alice = make_user("alice")
+    client.post("/api/rooms", json={"name": "other"}, headers=bearer(alice))
+    post_messages(app, "general", "alice", 3)
+    post_messages(app, "other", "alice", 2)
+    post_messages(app, "general", "alice", 2)
+
+    general = client.get("/api/rooms/general/messages?since_seq=0", headers=bearer(alice)).get_json()
+    assert [message["seq"] for message in general] == [1, 2, 3, 4, 5]
+    assert [message["id"] for message in general] == sorted(message["id"] for message in general)
+    other = client.get("/api/rooms/other/messages?since_seq=0", headers=bearer(alice)).get_json()
+    assert [message["seq"] for message in other] == [1, 2]
+    page = client.get("/api/rooms/general/messages?since_seq=2&limit=2", headers=bearer(alice)).get_json()
+    assert [message["seq"] for message in page] == [3, 4]
+
+
+@pytest.mark.parametrize(
+    "query", ["since=-1", "since=abc", "limit=0", "limit=1001", "since=" + "9" * 40, "since_seq=x", "since=1&since_seq=1"]
+)
 def test_bad_paging_parameters_are_400(client, make_user, query):
     alice = make_user("alice")
     assert_error(client.get(f"/api/rooms/general/messages?{query}", headers=bearer(alice)), 400, "invalid")

@@ -145,11 +145,19 @@ def test_a_sleep_job_reports_every_step_in_order_then_done(app, connect, alice, 
     events = [(event["name"], args(event)) for event in client.get_received(NS)]
     progress = [data["progress"] for name, data in events if name == "progress"]
     assert progress == [0, 25, 50, 75, 100]
+    # Each event carries the job's version after the change it reports: 2 (running) onwards, no holes.
+    assert [data["version"] for name, data in events] == list(range(2, 2 + len(events)))
     sent_at = [datetime.fromisoformat(data["at"].removesuffix("Z")) for name, data in events if name == "progress"]
     assert sent_at == sorted(sent_at) and sent_at[-1] - sent_at[0] >= timedelta(seconds=0.15)  # the 0.2 s job
     assert events[-1] == (
         "done",
-        {"job_id": job["id"], "status": "succeeded", "result": {"seconds": 0.2, "steps": 4}, "error": None},
+        {
+            "job_id": job["id"],
+            "version": 7,
+            "status": "succeeded",
+            "result": {"seconds": 0.2, "steps": 4},
+            "error": None,
+        },
     )
     stored = job_row(app, job["id"])
     assert stored["status"] == "succeeded" and stored["progress"] == 100
@@ -179,9 +187,9 @@ def post_many(app, room_name, count):
         room = db.session.scalar(db.select(Room).filter_by(name=room_name))
         author = db.session.scalar(db.select(User).filter_by(username="alice"))
         for n in range(count):
-            db.session.add(
-                Message(room=room, author=author, text=f'line {n}, "quoted"\nsecond line', client_id=f"c{n}")
-            )
+            text = f'line {n}, "quoted"\nsecond line'
+            db.session.add(Message(room=room, author=author, text=text, client_id=f"c{n}", seq=room.last_seq + n + 1))
+        room.last_seq += count
         db.session.commit()
         messages = db.session.scalars(db.select(Message).filter_by(room_id=room.id).order_by(Message.id)).all()
         shown = [message.to_json() for message in messages]
@@ -211,7 +219,7 @@ def test_an_export_holds_exactly_the_rooms_messages_and_only_its_owner_downloads
     if fmt == "json":
         rows = json.loads(body)
     else:
-        rows = [{**row, "id": int(row["id"])} for row in csv.DictReader(io.StringIO(body))]
+        rows = [{**row, "id": int(row["id"]), "seq": int(row["seq"])} for row in csv.DictReader(io.StringIO(body))]
     assert rows == expected
 
 
@@ -242,7 +250,9 @@ def test_a_task_that_raises_ends_failed_with_its_error_and_a_log_line(app, conne
     job = call(client, "start", {"kind": "explode", "params": {}})["job"]
     run_task(app, job["id"])
     done = received(client, "done")
-    assert done == [{"job_id": job["id"], "status": "failed", "result": None, "error": "ValueError: the disk is full"}]
+    assert done == [
+        {"job_id": job["id"], "version": 4, "status": "failed", "result": None, "error": "ValueError: the disk is full"}
+    ]
     assert job_row(app, job["id"])["status"] == "failed"
     assert "Traceback" in caplog.text and "the disk is full" in caplog.text
 

@@ -32,15 +32,20 @@ def create_room():
 
 @api.get("/rooms/<name>/messages")
 def list_messages(name):
-    """Page through a room: after `since` oldest first, or its latest `limit`."""
+    """Page through a room: after the id `since` or the seq `since_seq` oldest first, or its latest `limit`."""
     user = api_user()
     since = query_int("since", minimum=0)
+    since_seq = query_int("since_seq", minimum=0)
+    if since is not None and since_seq is not None:
+        raise ProtocolError("invalid", "give since or since_seq, not both")
     limit = query_int("limit", minimum=1, maximum=MAX_PAGE) or 100
     room = chat.readable_room(name, user)
-    if since is None:
-        messages = chat.messages_before(room, None, limit)
-    else:
+    if since_seq is not None:
+        messages = chat.messages_after_seq(room, since_seq, limit)
+    elif since is not None:
         messages = chat.messages_after(room, since, limit)
+    else:
+        messages = chat.messages_before(room, None, limit)
     return [message.to_json() for message in messages]
 
 

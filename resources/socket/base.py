@@ -10,6 +10,7 @@ from flask_login import current_user
 
 # python-socketio's ConnectionRefusedError, not the builtin: only it refuses a connect.
 from flask_socketio import ConnectionRefusedError, Namespace
+from redis.exceptions import RedisError
 
 from errors import ProtocolError
 from extensions import db
@@ -141,6 +142,10 @@ class BaseSocket(Namespace):
         except ProtocolError as error:
             db.session.rollback()
             ack, outcome = error_ack(error.code, error.message), error.code
+        except RedisError as error:
+            db.session.rollback()
+            log.warning("%s %s: Redis is unavailable (%s)", self.namespace, event, error)
+            ack, outcome = error_ack("unavailable", "the server is briefly unavailable; try again"), "unavailable"
         except Exception:
             log.exception("%s %s failed for sid %s", self.namespace, event, request.sid)
             ack, outcome = error_ack("internal", "the server failed to handle this event"), "internal"

@@ -25,32 +25,49 @@ def messages_json(messages):
 class ChatSocket(BaseSocket):
     """Chat rooms over Socket.IO, as protocol.md describes /chat."""
 
-    @payload(room=ROOM_NAME, since=optional(MESSAGE_ID))
-    def on_join(self, room, since):
+    @payload(room=ROOM_NAME, since=optional(MESSAGE_ID), since_seq=optional(MESSAGE_ID))
+    def on_join(self, room, since, since_seq):
         """Enter a room; ack with its members, who is online and what was missed."""
+        if since is not None and since_seq is not None:
+            raise ProtocolError("invalid", "give since or since_seq, not both")
         user = self.user
         found = chat.readable_room(room, user)
         if not found.private:
             chat.add_member(found, user)
         # Follow the room before reading it: a message stored meanwhile then
-        # arrives in the ack, as a broadcast, or both (clients drop duplicates by id).
+        # arrives in the ack, as a broadcast, or both (clients drop duplicates by seq).
         join_room(channel(room))
-        if since is None:
-            messages, more = chat.messages_before(found, None, 50), False
+        try:
+            return self.catch_up(found, user, since, since_seq)
+        except Exception:
+            # Never leave a client in the room without its catch-up: it would see
+            # live messages after a hole. Out of the room, it simply joins again.
+            leave_room(channel(room))
+            raise
+
+    def catch_up(self, room, user, since, since_seq):
+        """Build a join's ack: what was missed after the cursor, and who is here."""
+        last_seq = chat.last_seq(room)
+        limit = current_app.config["JOIN_CATCHUP_LIMIT"] or None  # 0: every message
+        if since is None and since_seq is None:
+            messages, more = chat.messages_before(room, None, 50), False
         else:
-            limit = current_app.config["JOIN_CATCHUP_LIMIT"] or None  # 0: every message, as protocol.md says
-            messages = chat.messages_after(found, since, limit + 1 if limit else None)
+            if since_seq is not None:
+                messages = chat.messages_after_seq(room, since_seq, limit + 1 if limit else None)
+            else:
+                messages = chat.messages_after(room, since, limit + 1 if limit else None)
             messages, more = messages[:limit], bool(limit) and len(messages) > limit
-        status = presence.enter(room, user.username, request.sid)
+        status = presence.enter(room.name, user.username, request.sid)
         if status:
-            self.announce(room, user.username, status)
+            self.announce(room.name, user.username, status)
         ack = {
-            "room": room,
-            "members": found.to_json()["members"],
-            "online": presence.online(room),
+            "room": room.name,
+            "members": room.to_json()["members"],
+            "online": presence.online(room.name),
             "messages": messages_json(messages),
+            "last_seq": max([last_seq, *(message.seq for message in messages)]),
         }
-        if more:  # extension: the client pages on with history or HTTP since
+        if more:  # the client pages on with history since_seq
             ack["more"] = True
         return ack
 
@@ -78,12 +95,23 @@ class ChatSocket(BaseSocket):
         event = {"room": room, "user": self.user.username, "typing": typing}
         self.emit("typing", event, room=channel(room), include_self=False)
 
-    @payload(room=ROOM_NAME, before=optional(MESSAGE_ID), limit=optional(Field(int, minimum=1)))
-    def on_history(self, room, before, limit):
-        """Return up to 100 messages before `before`, oldest first."""
+    @payload(
+        room=ROOM_NAME,
+        before=optional(MESSAGE_ID),
+        since_seq=optional(MESSAGE_ID),
+        limit=optional(Field(int, minimum=1)),
+    )
+    def on_history(self, room, before, since_seq, limit):
+        """Return up to 100 messages, oldest first: before the id `before`, or after the seq `since_seq`."""
+        if before is not None and since_seq is not None:
+            raise ProtocolError("invalid", "give before or since_seq, not both")
         found = chat.readable_room(room, self.user)
         limit = min(limit or 50, HISTORY_LIMIT)
-        return {"messages": messages_json(chat.messages_before(found, before, limit))}
+        if since_seq is not None:
+            messages = chat.messages_after_seq(found, since_seq, limit)
+        else:
+            messages = chat.messages_before(found, before, limit)
+        return {"messages": messages_json(messages), "last_seq": chat.last_seq(found)}
 
     def on_disconnect(self, reason=None):
         """Mark the user offline in every room this connection had joined."""
