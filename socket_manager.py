@@ -14,11 +14,10 @@ failed) it sends `resync` so clients catch up from the database (docs/protocol.m
 """
 
 import logging
+import threading
 import time
 
 import socketio
-from gevent.event import Event
-
 from metrics import LISTENER_SUBSCRIBED, PUBLISH_FAILURES, RESYNCS
 
 log = logging.getLogger(__name__)
@@ -82,7 +81,8 @@ class ResyncingRedisManager(RoomIndex, socketio.RedisManager):
         options = {"socket_timeout": 5, "socket_connect_timeout": 5}
         super().__init__(url, channel=channel, write_only=write_only, redis_options=options)
         self.resync_namespaces = tuple(resync_namespaces)
-        self.subscribed_event = Event()
+        # threading's Event: gevent's once the worker is monkey-patched, a real one elsewhere.
+        self.subscribed_event = threading.Event()
         self.publisher = None
         self.publish_failing = False
 

@@ -3,9 +3,11 @@
 import gc
 
 import pytest
+import redis
 
 from extensions import db
 from models import Message
+from services import presence
 
 NS = "/chat"
 
@@ -74,6 +76,40 @@ def test_history_pages_backwards_at_most_100(app, connect, alice):
     assert [m["id"] for m in call(a, "history", {"room": "general", "limit": 500})["messages"]] == ids[-100:]
     page = call(a, "history", {"room": "general", "before": ids[10], "limit": 5})["messages"]
     assert [m["id"] for m in page] == ids[5:10]
+
+
+def test_join_and_history_catch_up_by_seq(connect, alice, bob):
+    a, b = connect(alice), connect(bob)
+    sent = [call(a, "send", {"room": "general", "text": f"m{n}"})["message"] for n in range(5)]
+    assert [message["seq"] for message in sent] == [1, 2, 3, 4, 5]
+
+    ack = call(b, "join", {"room": "general", "since_seq": 2})
+    assert [m["seq"] for m in ack["messages"]] == [3, 4, 5] and ack["last_seq"] == 5
+    page = call(b, "history", {"room": "general", "since_seq": 1, "limit": 2})
+    assert [m["seq"] for m in page["messages"]] == [2, 3] and page["last_seq"] == 5
+    assert call(b, "join", {"room": "general", "since": 1, "since_seq": 1})["error"]["code"] == "invalid"
+    assert call(b, "history", {"room": "general", "before": 9, "since_seq": 1})["error"]["code"] == "invalid"
+
+
+def test_join_of_an_empty_room_says_where_it_stands(connect, alice):
+    ack = call(connect(alice), "join", {"room": "general", "since_seq": 0})
+    assert ack["messages"] == [] and ack["last_seq"] == 0
+
+
+def test_a_join_that_fails_leaves_the_client_out_of_the_room(connect, alice, bob, monkeypatch):
+    a, b = connect(alice), connect(bob)
+
+    def redis_is_down(*args):
+        raise redis.ConnectionError("Connection refused")
+
+    monkeypatch.setattr(presence, "enter", redis_is_down)
+    assert call(b, "join", {"room": "general"})["error"]["code"] == "unavailable"
+    call(a, "send", {"room": "general", "text": "while bob's join failed"})
+    assert received(b, "message") == []  # not in the room without its catch-up
+
+    monkeypatch.undo()
+    ack = call(b, "join", {"room": "general", "since_seq": 0})  # the retry catches up
+    assert [m["text"] for m in ack["messages"]] == ["while bob's join failed"]
 
 
 def test_presence_counts_tabs_of_one_user(connect, alice, bob):

@@ -1,10 +1,14 @@
-"""The client manager keeps each client's rooms indexed, so disconnects stay cheap."""
+"""The client managers: each client's rooms indexed, and a Redis channel that says when it had a gap."""
 
+import json
 import time
 
+import pytest
+import redis
 import socketio
 
-from socket_manager import IndexedManager
+from embedded_redis import EmbeddedRedis
+from socket_manager import IndexedManager, ResyncingRedisManager
 
 
 def connect_clients(manager, count, namespace="/chat"):
@@ -42,3 +46,83 @@ def test_a_mass_disconnect_costs_each_client_its_own_rooms():
     ours = disconnect_all_seconds(IndexedManager(), 3000)
     theirs = disconnect_all_seconds(socketio.Manager(), 3000)  # tests every room for every client
     assert ours * 20 < theirs, f"indexed {ours:.3f} s, python-socketio's {theirs:.3f} s"
+
+
+@pytest.fixture
+def own_redis():
+    """A redis-server of this test's own, which it may stop and start again on the same port."""
+    server = EmbeddedRedis().start()
+    yield server
+    server.stop()
+
+
+def wait_until(condition, what, timeout=10):
+    """Poll condition until it holds; fail after timeout saying what was awaited."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+class RecordingRedisManager(ResyncingRedisManager):
+    """Record the events emitted, instead of sending them (this server has no clients)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.emitted = []
+
+    def emit(self, event, data, namespace=None, room=None, **kwargs):
+        self.emitted.append((event, data, namespace, "local" if kwargs.get("ignore_queue") else "all"))
+        if not kwargs.get("ignore_queue"):
+            super().emit(event, data, namespace=namespace, room=room, **kwargs)
+
+
+def listening_server(url):
+    """A Socket.IO server whose manager listens on url; return its manager once subscribed."""
+    manager = RecordingRedisManager(url, "test-channel", resync_namespaces=("/chat", "/jobs"))
+    socketio.Server(client_manager=manager, async_mode="threading")
+    assert manager.wait_subscribed(10), "the listener did not subscribe"
+    return manager
+
+
+def test_the_listener_resubscribes_within_seconds_and_tells_its_clients_to_resync(own_redis):
+    manager = listening_server(own_redis.url)
+    assert manager.emitted == []  # the first subscription is no gap
+
+    own_redis.stop(keep_port=True)
+    wait_until(lambda: not manager.subscribed, "the listener to notice Redis went away")
+    time.sleep(3)  # longer than python-socketio's first back-off steps (1 s, 2 s)
+    own_redis.start()
+    restarted = time.monotonic()
+    wait_until(lambda: manager.subscribed, "the listener to subscribe again")
+    assert time.monotonic() - restarted < 2.5, "the listener should retry about every second"
+    wait_until(lambda: len(manager.emitted) == 2, "a resync to each namespace")
+    assert manager.emitted == [
+        ("resync", {"reason": "listener"}, "/chat", "local"),
+        ("resync", {"reason": "listener"}, "/jobs", "local"),
+    ]
+
+
+def test_publishes_that_failed_are_followed_by_a_resync_for_everyone(own_redis):
+    emitter = RecordingRedisManager(own_redis.url, "test-channel", ("/chat",), write_only=True)
+    socketio.Server(client_manager=emitter, async_mode="threading")
+    own_redis.stop(keep_port=True)
+    emitter.emit("message", {"n": 1}, namespace="/chat", room="room:x")  # lost: nobody can receive it
+    assert emitter.publish_failing
+
+    own_redis.start()
+    subscriber = redis.Redis.from_url(own_redis.url).pubsub(ignore_subscribe_messages=True)
+    subscriber.subscribe("test-channel")
+    emitter.emit("message", {"n": 2}, namespace="/chat", room="room:x")
+    published = []
+    deadline = time.monotonic() + 5
+    while len(published) < 2 and time.monotonic() < deadline:
+        message = subscriber.get_message(timeout=0.5)
+        if message:
+            published.append(json.loads(message["data"]))
+    subscriber.close()
+    assert [(item["event"], item["data"], item["room"]) for item in published] == [
+        ("message", [{"n": 2}], "room:x"),
+        ("resync", [{"reason": "publish"}], None),  # to every client of the namespace, on every process
+    ]
+    assert not emitter.publish_failing

@@ -128,6 +128,10 @@ class BaseSocket(Namespace):
             return handler(*args)
         except ConnectionRefusedError:
             raise
+        except RedisError as error:
+            log.warning("%s %s: Redis is unavailable (%s)", self.namespace, handler.__name__, error)
+            if handler.__name__ == "on_connect":
+                raise ConnectionRefusedError("unavailable") from None
         except Exception:
             log.exception("%s %s failed", self.namespace, handler.__name__)
             if handler.__name__ == "on_connect":
