@@ -17,7 +17,13 @@ from extensions import csrf, db, login_manager, migrate, redis_store, socketio
 from metrics import HTTP_REQUESTS
 from models import User
 from socket_manager import client_manager
-from socket_views import RESYNC_NAMESPACES, prepare_event_contexts, register_namespaces
+from socket_views import (
+    RESYNC_NAMESPACES,
+    AnsweringPacket,
+    drop_bad_packets,
+    prepare_event_contexts,
+    register_namespaces,
+)
 
 SOCKET_IO_CLIENT = PROJECT_ROOT / "node_modules" / "socket.io-client" / "dist"
 
@@ -60,7 +66,9 @@ def register_extensions(app):
         # One client's events run one after another, in the order it sent them:
         # two quick sends are stored in that order. Different clients still run at once.
         async_handlers=False,
+        serializer=AnsweringPacket,
     )
+    drop_bad_packets(socketio.server)
     # init_app builds a new Socket.IO server, so namespaces are registered after it.
     register_namespaces(socketio, bench=app.config["BENCH_NAMESPACE"])
     prepare_event_contexts(app)

@@ -2,16 +2,22 @@
 
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
-from wtforms.validators import EqualTo, InputRequired, Length, Regexp
+from wtforms.validators import EqualTo, InputRequired, Length, Regexp, ValidationError
 
-from validation import USERNAME_PATTERN
+from validation import USERNAME_PATTERN, storable
+
+
+def storable_text(form, field):
+    """Refuse text no database can store (NUL, unpaired surrogates) before it reaches a query."""
+    if field.data and not storable(field.data):
+        raise ValidationError("Use ordinary characters.")
 
 
 class LoginForm(FlaskForm):
     """Log in with a username and password."""
 
-    username = StringField("Username", validators=[InputRequired(), Length(max=32)])
-    password = PasswordField("Password", validators=[InputRequired(), Length(max=128)])
+    username = StringField("Username", validators=[InputRequired(), Length(max=32), storable_text])
+    password = PasswordField("Password", validators=[InputRequired(), Length(max=128), storable_text])
 
 
 class RegisterForm(FlaskForm):
@@ -26,6 +32,6 @@ class RegisterForm(FlaskForm):
     )
     password = PasswordField(
         "Password",
-        validators=[InputRequired(), Length(min=8, max=128, message="8 to 128 characters")],
+        validators=[InputRequired(), Length(min=8, max=128, message="8 to 128 characters"), storable_text],
     )
     confirm = PasswordField("Repeat password", validators=[EqualTo("password", "Passwords differ")])

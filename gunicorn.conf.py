@@ -31,8 +31,8 @@ graceful_timeout = env_int("GRACEFUL_TIMEOUT", 20)
 # Seconds an idle keep-alive connection stays open (applied in post_worker_init:
 # gunicorn's pywsgi-based workers do not apply it themselves).
 keepalive = env_int("KEEPALIVE", 5)
-FIRST_REQUEST_SECONDS = 10
-SUBSCRIBE_TIMEOUT = 10  # seconds a new worker waits for its Redis listener before it serves  # a new connection's first request line must come within this
+FIRST_REQUEST_SECONDS = 10  # a new connection's first request line must come within this
+SUBSCRIBE_TIMEOUT = 10  # seconds a new worker waits for its Redis listener before it serves
 accesslog = os.environ.get("ACCESS_LOG", "-") or None  # empty: no access log
 errorlog = "-"
 loglevel = env("LOG_LEVEL", "info")
@@ -122,7 +122,7 @@ def close_when_idle(handler_class, seconds):
 
 
 def post_worker_init(worker):
-    """Close idle connections; start the sweeper; subscribe to Redis; on SIGTERM, close Socket.IO connections; tune the GC."""
+    """Close idle connections, start the sweeper, subscribe to Redis, close sockets on SIGTERM, tune the GC."""
     import gc
     import signal
 

@@ -5,7 +5,6 @@ from datetime import UTC, datetime
 from flask_login import UserMixin
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from extensions import db
 
@@ -32,14 +31,6 @@ class User(UserMixin, db.Model):
     username: Mapped[str] = mapped_column(String(32), unique=True)
     password_hash: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-    def set_password(self, password):
-        """Store a salted hash of the password, never the password."""
-        self.password_hash = generate_password_hash(password)
-
-    def check_password(self, password):
-        """Tell whether the password matches the stored hash."""
-        return check_password_hash(self.password_hash, password)
 
     def to_json(self):
         """Serialize as the API shows a user."""

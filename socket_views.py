@@ -1,11 +1,16 @@
-"""Register the Socket.IO namespaces on the socketio extension, and make their events cheap to enter."""
+"""Wire Socket.IO onto the app: the namespaces, a packet decoder that answers any input, cheap event contexts."""
+
+import logging
 
 from flask.sessions import SecureCookieSessionInterface
+from socketio import packet
 
 from errors import ProtocolError
 from resources.socket.bench import BenchSocket
 from resources.socket.chat import ChatSocket
 from resources.socket.jobs import JobsSocket
+
+log = logging.getLogger(__name__)
 
 # The namespaces whose clients catch up from the database when told to resync.
 RESYNC_NAMESPACES = ("/chat", "/jobs")
@@ -17,6 +22,38 @@ def register_namespaces(socketio, bench=False):
     socketio.on_namespace(JobsSocket("/jobs"))
     if bench:
         socketio.on_namespace(BenchSocket("/bench"))
+
+
+class AnsweringPacket(packet.Packet):
+    """python-socketio's packet, decoded so that every event reaches a namespace that can answer it."""
+
+    def decode(self, encoded_packet):
+        try:
+            attachments = super().decode(encoded_packet)
+        except (ValueError, RecursionError):  # bad JSON, or nested past Python's recursion limit
+            if self.packet_type not in (packet.EVENT, packet.BINARY_EVENT):
+                raise
+            self.data, attachments = None, 0
+        if self.packet_type in (packet.EVENT, packet.BINARY_EVENT) and not (
+            isinstance(self.data, list) and self.data and isinstance(self.data[0], str)
+        ):
+            # No event name ([], {...}, [1], undecodable): python-socketio would fail on it
+            # without an answer; the namespace answers an event called "" as unknown.
+            self.data = [""]
+        return attachments
+
+
+def drop_bad_packets(server):
+    """Drop a packet python-socketio cannot handle with one log line, not a traceback."""
+    handle = server._handle_eio_message
+
+    def handle_or_drop(eio_sid, data):
+        try:
+            handle(eio_sid, data)
+        except Exception as error:  # a client's malformed packet (unknown type, stray attachment...)
+            log.warning("dropped a malformed Socket.IO packet from %s: %s: %s", eio_sid, type(error).__name__, error)
+
+    server.eio.on("message", handle_or_drop)
 
 
 def close_all_connections(socketio):

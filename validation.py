@@ -35,6 +35,8 @@ class Field:
         if self.choices and value not in self.choices:
             raise ProtocolError("invalid", f"{name} must be one of {', '.join(map(str, self.choices))}")
         if self.kind is str:
+            if not storable(value):
+                raise ProtocolError("invalid", f"{name} must be text without NUL characters or unpaired surrogates")
             if self.min_length is not None and len(value) < self.min_length:
                 raise ProtocolError("invalid", f"{name} must have at least {self.min_length} characters")
             if self.max_length is not None and len(value) > self.max_length:
@@ -53,6 +55,17 @@ class Field:
                 raise ProtocolError("invalid", f"{name} must have at most {self.max_items} items")
             return [self.items.check(f"{name}[{index}]", item) for index, item in enumerate(value)]
         return value
+
+
+def storable(text):
+    """Tell whether every database can store the text: UTF-8 encodable (no lone surrogates), no NUL."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 KIND_NAMES = {

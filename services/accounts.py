@@ -1,8 +1,12 @@
 """Accounts: registration, password checks and signed API tokens."""
 
+from functools import cache
+
 from flask import current_app
+from gevent import get_hub, monkey
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.exc import IntegrityError
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from errors import ProtocolError
 from extensions import db
@@ -15,8 +19,7 @@ def create_user(username, password):
     """Register a user; raise ProtocolError('conflict') when the name is taken."""
     if username.lower() == BOT_USERNAME:
         raise ProtocolError("conflict", "that username is taken")
-    user = User(username=username)
-    user.set_password(password)
+    user = User(username=username, password_hash=off_the_event_loop(generate_password_hash, password))
     db.session.add(user)
     try:
         db.session.commit()
@@ -27,11 +30,27 @@ def create_user(username, password):
 
 
 def authenticate(username, password):
-    """Return the user whose credentials these are, or None."""
+    """Return the user whose credentials these are, or None; as slow for unknown names as for known ones."""
     user = db.session.scalar(db.select(User).filter_by(username=username))
-    if user is None or user.username == BOT_USERNAME or not user.check_password(password):
-        return None
-    return user
+    # An unknown name is checked against a hash too: a quick "no" would tell which names exist.
+    if user is not None and user.username == BOT_USERNAME:
+        user = None  # the bot never logs in
+    stored = user.password_hash if user is not None else unknown_user_hash()
+    matches = off_the_event_loop(check_password_hash, stored, password)
+    return user if user is not None and matches else None
+
+
+@cache
+def unknown_user_hash():
+    """Return a hash made like real ones, for checking passwords of names that do not exist."""
+    return generate_password_hash("no user has this password")
+
+
+def off_the_event_loop(function, *args):
+    """Run CPU-heavy work (password hashing) in gevent's thread pool, so the worker keeps serving everyone else."""
+    if monkey.is_module_patched("threading"):  # a gunicorn gevent worker; tests and scripts call it directly
+        return get_hub().threadpool.apply(function, args)
+    return function(*args)
 
 
 def _serializer():

@@ -6,11 +6,13 @@ from sqlalchemy.exc import IntegrityError
 from errors import ProtocolError
 from extensions import db
 from models import Message, Room, RoomMember, User
+from validation import ROOM_NAME_PATTERN
 
 
 def get_room(name):
     """Return the room called name, or raise not_found."""
-    room = db.session.scalar(db.select(Room).filter_by(name=name))
+    # A name no room can have (from a URL) is not sent to the database.
+    room = db.session.scalar(db.select(Room).filter_by(name=name)) if ROOM_NAME_PATTERN.fullmatch(name) else None
     if room is None:
         raise ProtocolError("not_found", f"no room called {name}")
     return room
@@ -23,10 +25,11 @@ def is_member(room, user):
 
 
 def readable_room(name, user):
-    """Return the room if the user may read it; raise not_found or forbidden."""
+    """Return the room if the user may read it; raise not_found otherwise, whether it exists or not."""
     room = get_room(name)
     if room.private and not is_member(room, user):
-        raise ProtocolError("forbidden", f"you are not a member of {name}")
+        # Answered as a missing room is: a private room's name is not to be probed.
+        raise ProtocolError("not_found", f"no room called {name}")
     return room
 
 

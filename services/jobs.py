@@ -88,13 +88,11 @@ def task_id(job_id, attempt):
     return f"{current_app.config['REDIS_KEY_PREFIX']}job-{job_id}-{attempt}"
 
 
-def owned_job(job_id, user, hide_others=False):
-    """Return the user's job; someone else's is forbidden (or not_found when hide_others)."""
+def owned_job(job_id, user):
+    """Return the user's job; someone else's answers not_found, as a missing one does."""
     job = db.session.get(Job, job_id)
-    if job is None or (hide_others and job.owner_id != user.id):
+    if job is None or job.owner_id != user.id:
         raise ProtocolError("not_found", f"no job {job_id}")
-    if job.owner_id != user.id:
-        raise ProtocolError("forbidden", f"job {job_id} is not yours")
     return job
 
 

@@ -147,19 +147,25 @@ def test_messages_are_numbered_per_room_and_paged_by_seq(app, client, make_user)
 
 
 @pytest.mark.parametrize(
-    "query", ["since=-1", "since=abc", "limit=0", "limit=1001", "since=" + "9" * 40, "since_seq=x", "since=1&since_seq=1"]
+    "query",
+    ["since=-1", "since=abc", "limit=0", "limit=1001", "since=" + "9" * 40, "since_seq=x", "since=1&since_seq=1"],
 )
 def test_bad_paging_parameters_are_400(client, make_user, query):
     alice = make_user("alice")
     assert_error(client.get(f"/api/rooms/general/messages?{query}", headers=bearer(alice)), 400, "invalid")
 
 
-def test_private_room_messages_are_403_for_non_members_and_unknown_rooms_404(client, make_user):
+def test_a_private_room_answers_non_members_as_a_missing_room_does(client, make_user):
     alice, bob = make_user("alice"), make_user("bob")
     client.post("/api/rooms", json={"name": "secret", "private": True}, headers=bearer(alice))
     assert client.get("/api/rooms/secret/messages", headers=bearer(alice)).status_code == 200
-    assert_error(client.get("/api/rooms/secret/messages", headers=bearer(bob)), 403, "forbidden")
-    assert_error(client.get("/api/rooms/nowhere/messages", headers=bearer(bob)), 404, "not_found")
+    hidden = client.get("/api/rooms/secret/messages", headers=bearer(bob))
+    missing = client.get("/api/rooms/nowhere/messages", headers=bearer(bob))
+    assert_error(hidden, 404, "not_found")
+    assert hidden.get_json()["error"]["message"] == "no room called secret"
+    assert missing.get_json()["error"]["message"] == "no room called nowhere"
+    for junk in ("a%00b", "%ED%A0%80", "x" * 65):  # never sent to the database
+        assert_error(client.get(f"/api/rooms/{junk}/messages", headers=bearer(bob)), 404, "not_found")
 
 
 def test_unknown_api_paths_and_methods_answer_json(client):
@@ -198,3 +204,22 @@ def test_an_oversized_body_is_413(app, client):
 def test_non_ascii_digits_are_400_not_500(client, make_user):
     alice = make_user("alice")
     assert_error(client.get("/api/rooms/general/messages?since=²", headers=bearer(alice)), 400, "invalid")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"username": "ali\x00ce", "password": "correct horse"},
+        {"username": "ali\ud800ce", "password": "correct horse"},
+        {"username": "alice", "password": "correct\x00horse"},
+    ],
+)
+def test_text_no_database_can_store_is_400_not_500(client, body):
+    for path in ("/api/users", "/api/tokens"):
+        assert_error(client.post(path, json=body), 400, "invalid")
+
+
+def test_json_nested_past_the_recursion_limit_is_400(client):
+    deep = "[" * 100_000 + "]" * 100_000
+    response = client.post("/api/tokens", data=deep, content_type="application/json")
+    assert_error(response, 400, "invalid")

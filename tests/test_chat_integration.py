@@ -119,11 +119,11 @@ def test_non_member_cannot_join_or_read_a_private_room(stack, open_client, trans
         ("send", {"room": room, "text": "x"}),
     ]:
         ack = client.call(event, payload)
-        assert ack["ok"] is False and ack["error"]["code"] == "forbidden"
+        assert ack["ok"] is False and ack["error"]["code"] == "not_found"
     response = requests.get(
         f"{stack.url}/api/rooms/{room}/messages", headers={"Authorization": f"Bearer {stranger}"}, timeout=10
     )
-    assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
     listed = requests.get(f"{stack.url}/api/rooms", headers={"Authorization": f"Bearer {stranger}"}, timeout=10).json()
     assert room not in {entry["name"] for entry in listed}
 

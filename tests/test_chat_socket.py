@@ -5,9 +5,10 @@ import gc
 import pytest
 import redis
 
-from extensions import db
+from extensions import db, socketio
 from models import Message
 from services import presence
+from socket_views import AnsweringPacket
 
 NS = "/chat"
 
@@ -156,7 +157,7 @@ def test_private_rooms_are_for_members(client, connect, alice, bob, make_user):
         ("send", {"room": "secret", "text": "hi"}),
         ("history", {"room": "secret"}),
     ]:
-        assert call(carol, event, payload)["error"]["code"] == "forbidden"
+        assert call(carol, event, payload)["error"] == {"code": "not_found", "message": "no room called secret"}
     assert call(connect(bob), "join", {"room": "secret"})["ok"] is True
     assert call(carol, "join", {"room": "nowhere"})["error"]["code"] == "not_found"
 
@@ -242,3 +243,31 @@ def test_events_leave_no_garbage_for_the_cycle_collector(connect, alice):
         gc.enable()
     # werkzeug's URL matcher leaves a small recursive closure (8 objects) per request.
     assert unreachable <= 8 * 50, f"{unreachable} objects in reference cycles after 50 events"
+
+
+@pytest.mark.parametrize("text", ["nul\x00here", "lone \ud800 surrogate"])
+def test_text_no_database_can_store_is_invalid(connect, alice, text):
+    ack = call(connect(alice), "send", {"room": "general", "text": text})
+    assert ack["error"]["code"] == "invalid"
+
+
+@pytest.mark.parametrize(
+    "encoded, name",
+    [
+        ("2/chat,7[]", ""),  # no event name
+        ('2/chat,7{"room":"x"}', ""),  # an object, not a list
+        ("2/chat,7[1,{}]", ""),  # a number for a name
+        ("2/chat,7" + "[" * 50_000 + "]" * 50_000, ""),  # past the recursion limit
+        ('2/chat,7["send",{"room":"general"}]', "send"),
+    ],
+)
+def test_every_event_packet_decodes_to_an_event_a_namespace_can_answer(encoded, name):
+    decoded = AnsweringPacket(encoded_packet=encoded)
+    assert decoded.id == 7 and decoded.data[0] == name
+
+
+def test_a_packet_python_socketio_cannot_handle_is_dropped_with_one_log_line(app, caplog):
+    server = socketio.server
+    with caplog.at_level("WARNING"):
+        server.eio.handlers["message"]("unknown-eio-sid", "9/chat,")  # no such packet type
+    assert "dropped a malformed Socket.IO packet" in caplog.text and "Traceback" not in caplog.text

@@ -117,9 +117,9 @@ def test_exporting_or_announcing_into_a_room_one_cannot_read_is_refused(client, 
     client.post("/api/rooms", json={"name": "secret", "private": True}, headers=headers)
     bobs = connect(bob, namespace=NS)
     export = call(bobs, "start", {"kind": "export", "params": {"room": "secret", "format": "csv"}})
-    assert export["error"]["code"] == "forbidden"
+    assert export["error"]["code"] == "not_found"
     announce = call(bobs, "start", {"kind": "sleep", "params": {"seconds": 0, "steps": 1}, "room": "secret"})
-    assert announce["error"]["code"] == "forbidden"
+    assert announce["error"]["code"] == "not_found"
     nowhere = call(bobs, "start", {"kind": "export", "params": {"room": "nowhere", "format": "csv"}})
     assert nowhere["error"]["code"] == "not_found"
     assert queue["tasks"] == []
@@ -129,7 +129,10 @@ def test_only_the_owner_may_watch_or_cancel(connect, alice, bob, queue):
     job = call(connect(alice, namespace=NS), "start", {"kind": "sleep", "params": {"seconds": 1, "steps": 1}})["job"]
     bobs = connect(bob, namespace=NS)
     for event in ("watch", "cancel"):
-        assert call(bobs, event, {"job_id": job["id"]})["error"]["code"] == "forbidden"
+        assert call(bobs, event, {"job_id": job["id"]})["error"] == {
+            "code": "not_found",
+            "message": f"no job {job['id']}",
+        }
         assert call(bobs, event, {"job_id": 999_999})["error"]["code"] == "not_found"
         assert call(bobs, event, {"job_id": "1"})["error"]["code"] == "invalid"
     assert queue["revoked"] == []

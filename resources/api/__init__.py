@@ -31,7 +31,10 @@ def api_user():
 
 def json_body(schema):
     """Return the request's JSON object validated against the schema."""
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nested past Python's recursion limit
+        body = None
     if body is None:
         raise ProtocolError("invalid", "the body must be a JSON object")
     return validate(body, schema)

@@ -28,13 +28,13 @@ def list_jobs():
 @api.get("/jobs/<int:job_id>")
 def get_job(job_id):
     """Return one of the caller's jobs; anyone else's is 404."""
-    return {"job": jobs.owned_job(job_id, api_user(), hide_others=True).to_json()}
+    return {"job": jobs.owned_job(job_id, api_user()).to_json()}
 
 
 @api.get("/jobs/<int:job_id>/file")
 def download_job_file(job_id):
     """Download an export's file; only its owner may."""
-    job = jobs.owned_job(job_id, api_user(), hide_others=True)
+    job = jobs.owned_job(job_id, api_user())
     if job.status != "succeeded" or not job.result or "url" not in job.result:
         raise ProtocolError("not_found", f"job {job_id} has no file")
     fmt = job.result["format"]
