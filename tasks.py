@@ -83,11 +83,19 @@ def export(run, room, format):
     }
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def csv_writer(out):
     """Return write(message) for CSV; write(None) ends the file."""
     writer = csv.DictWriter(out, fieldnames=["id", "seq", "room", "author", "text", "created_at", "client_id"])
     writer.writeheader()
-    return lambda message: message is not None and writer.writerow(message)
+    return lambda message: message is not None and writer.writerow({**message, "text": csv_text(message["text"])})
+
+
+def csv_text(text):
+    """Escape a cell a spreadsheet would run as a formula (OWASP's advice: a leading quote)."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def json_writer(out):

@@ -403,3 +403,16 @@ def test_metrics_count_jobs_by_kind_and_status(client, connect, alice, queue):
 
 def test_the_tasks_module_registers_both_kinds():
     assert {"sleep", "export"} <= set(jobs.KINDS) and tasks.sleep.name == "roomcast.jobs.sleep"
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_escaped(app, client, connect, alice, queue):
+    owner = connect(alice, namespace=NS)
+    chat = connect(alice, namespace="/chat")
+    texts = ["=1+1", "+SUM(A1)", "-2", "@cmd", "\tx", "\rx", "plain = text"]
+    for text in texts:
+        assert chat.emit("send", {"room": "general", "text": text}, callback=True, namespace="/chat")["ok"]
+    job = call(owner, "start", {"kind": "export", "params": {"room": "general", "format": "csv"}})["job"]
+    run_task(app, job["id"])
+    with client.get(f"/api/jobs/{job['id']}/file", headers={"Authorization": f"Bearer {alice['token']}"}) as answer:
+        cells = [row["text"] for row in csv.DictReader(io.StringIO(answer.get_data(as_text=True)))]
+    assert cells == ["'=1+1", "'+SUM(A1)", "'-2", "'@cmd", "'\tx", "'\rx", "plain = text"]

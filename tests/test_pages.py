@@ -85,3 +85,11 @@ def test_the_page_and_clients_follow_the_transport_setting(
     assert f'data-transports="{",".join(transports)}"' in client.get("/").get_data(as_text=True)
     handshake = client.get("/socket.io/?EIO=4&transport=polling")
     assert handshake.status_code == (200 if "polling" in transports else 400)
+
+
+def test_every_response_carries_the_security_headers(client):
+    for path in ("/login", "/api/socketio", "/healthz", "/api/nothing"):
+        headers = client.get(path).headers
+        csp = headers["Content-Security-Policy"]
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "object-src 'none'" in csp
+        assert headers["X-Content-Type-Options"] == "nosniff" and headers["Referrer-Policy"] == "same-origin"
