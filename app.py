@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import INSTANCE_PATH, PROJECT_ROOT, Config
 from errors import ProtocolError
@@ -42,6 +43,10 @@ def create_app(config=None):
     register_security_headers(app)
     celery_init_app(app)
     import tasks  # noqa: F401  (registers the job kinds with their Celery tasks)
+
+    if app.config["PROXY_FIX_X_FOR"]:
+        # The client's address (for the throttles) is the one the trusted proxies forwarded.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"], x_proto=1)
 
     return app
 
@@ -105,7 +110,8 @@ def register_error_handlers(app):
 
     @app.errorhandler(ProtocolError)
     def protocol_error(error):
-        return jsonify(error.to_json()), error.http_status
+        headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else {}
+        return jsonify(error.to_json()), error.http_status, headers
 
     @app.errorhandler(HTTPException)
     def http_error(error):

@@ -97,6 +97,18 @@ def secret_key(production):
     return key_file.read_text().strip()
 
 
+# The limits of services/throttle.py, each a number of hits per window (0: no limit).
+THROTTLES = (
+    "LOGIN_ATTEMPTS_PER_USERNAME",
+    "LOGIN_ATTEMPTS_PER_ADDRESS",
+    "REGISTRATIONS_PER_ADDRESS_PER_HOUR",
+    "USER_EVENTS_PER_10S",
+    "USER_MESSAGES_PER_10S",
+    "CONNECTIONS_PER_USER",
+    "JOBS_PER_USER",
+)
+
+
 class Config:
     """Settings from the environment; instantiate to read them."""
 
@@ -123,7 +135,19 @@ class Config:
         self.SOCKET_MAX_EVENT_BYTES = env_int("SOCKET_MAX_EVENT_BYTES", 32_768)
         self.SOCKET_RATE_PER_SECOND = env_int("SOCKET_RATE_PER_SECOND", 10)
         self.SOCKET_RATE_BURST = env_int("SOCKET_RATE_BURST", 30)
-        self.JOIN_CATCHUP_LIMIT = env_int("JOIN_CATCHUP_LIMIT", 0)
+        # A join's catch-up is one page; the client asks for the rest (history since_seq).
+        self.JOIN_CATCHUP_LIMIT = env_int("JOIN_CATCHUP_LIMIT", 500)
+        # Limits every process shares, in Redis (services/throttle.py); 0 turns one off.
+        self.LOGIN_WINDOW_SECONDS = env_int("LOGIN_WINDOW_SECONDS", 300)
+        self.LOGIN_ATTEMPTS_PER_USERNAME = env_int("LOGIN_ATTEMPTS_PER_USERNAME", 10)
+        self.LOGIN_ATTEMPTS_PER_ADDRESS = env_int("LOGIN_ATTEMPTS_PER_ADDRESS", 50)
+        self.REGISTRATIONS_PER_ADDRESS_PER_HOUR = env_int("REGISTRATIONS_PER_ADDRESS_PER_HOUR", 20)
+        self.USER_EVENTS_PER_10S = env_int("USER_EVENTS_PER_10S", 300)
+        self.USER_MESSAGES_PER_10S = env_int("USER_MESSAGES_PER_10S", 50)
+        self.CONNECTIONS_PER_USER = env_int("CONNECTIONS_PER_USER", 40)
+        self.JOBS_PER_USER = env_int("JOBS_PER_USER", 5)
+        # Proxies in front that set X-Forwarded-For (nginx in deploy/: 1); their address is not the client's.
+        self.PROXY_FIX_X_FOR = env_int("PROXY_FIX_X_FOR", 0)
         self.BENCH_NAMESPACE = env_bool("BENCH_NAMESPACE", False)  # /bench, for make bench only
         self.TOKEN_MAX_AGE = env_int("TOKEN_MAX_AGE", 86_400)
         self.SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", production)
@@ -164,3 +188,5 @@ class TestingConfig(Config):
         self.SOCKETIO_MESSAGE_QUEUE = None
         self.WTF_CSRF_ENABLED = False  # tests of CSRF turn it back on
         self.SOCKET_RATE_BURST = 10_000  # tests send bursts; the rate-limit test sets its own
+        for limit in THROTTLES:  # likewise: the throttle tests set their own
+            setattr(self, limit, 0)

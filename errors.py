@@ -16,10 +16,11 @@ HTTP_STATUS = {
 class ProtocolError(Exception):
     """An error a client is told about: a code from protocol.md and a message."""
 
-    def __init__(self, code, message):
+    def __init__(self, code, message, retry_after=None):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after = retry_after  # seconds, for rate_limited
 
     @property
     def http_status(self):
@@ -27,5 +28,8 @@ class ProtocolError(Exception):
         return HTTP_STATUS[self.code]
 
     def to_json(self):
-        """Serialize as the protocol's error object."""
-        return {"error": {"code": self.code, "message": self.message}}
+        """Serialize as the protocol's error object (with retry_after, in seconds, when known)."""
+        error = {"code": self.code, "message": self.message}
+        if self.retry_after is not None:
+            error["retry_after"] = self.retry_after
+        return {"error": error}

@@ -130,12 +130,15 @@ def post_worker_init(worker):
 
     from extensions import socketio
     from services.jobs import supervise
+    from services.throttle import keep_process_alive_forever
     from socket_views import close_all_connections
 
     if worker.wsgi_handler is not None:  # pywsgi-based workers (ours); `-k gevent` has its own keepalive
         worker.wsgi_handler = close_when_idle(worker.wsgi_handler, keepalive)
     # Every web process sweeps; the sweep's conditional updates let only one act on a job.
     gevent.spawn(supervise, worker.wsgi)
+    # The connections this process holds count toward their users' limits while it lives.
+    gevent.spawn(keep_process_alive_forever)
 
     # Subscribe to the Socket.IO channel before serving: python-socketio would do it
     # at the first connect, and lose what is published until the subscription is in.

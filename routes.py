@@ -29,7 +29,11 @@ def login():
     """Log in with the form; the session cookie then authenticates pages and sockets."""
     form = LoginForm()
     if form.validate_on_submit():
-        user = authenticate(form.username.data, form.password.data)
+        try:
+            user = authenticate(form.username.data, form.password.data, request.remote_addr)
+        except ProtocolError as error:  # rate_limited
+            flash(error.message[0].upper() + error.message[1:] + ".")
+            return render_template("login.html", form=form), 429, {"Retry-After": str(error.retry_after)}
         if user is not None:
             login_user(user)
             return redirect(url_for("pages.index"))
@@ -41,15 +45,17 @@ def login():
 def register():
     """Create an account with the form and log in."""
     form = RegisterForm()
+    status = 200 if request.method == "GET" else 400
     if form.validate_on_submit():
         try:
-            user = create_user(form.username.data, form.password.data)
-        except ProtocolError as error:
+            user = create_user(form.username.data, form.password.data, request.remote_addr)
+        except ProtocolError as error:  # taken, or rate_limited
             form.username.errors.append(error.message)
+            status = 429 if error.code == "rate_limited" else 400
         else:
             login_user(user)
             return redirect(url_for("pages.index"))
-    return render_template("register.html", form=form), 200 if request.method == "GET" else 400
+    return render_template("register.html", form=form), status
 
 
 @pages.post("/logout")

@@ -18,6 +18,7 @@ import threading
 import time
 
 import socketio
+
 from metrics import LISTENER_SUBSCRIBED, PUBLISH_FAILURES, RESYNCS
 
 log = logging.getLogger(__name__)

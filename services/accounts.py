@@ -11,12 +11,16 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from errors import ProtocolError
 from extensions import db
 from models import BOT_USERNAME, User
+from services import throttle
 
 TOKEN_SALT = "roomcast-api-token"
 
 
-def create_user(username, password):
-    """Register a user; raise ProtocolError('conflict') when the name is taken."""
+def create_user(username, password, address=None):
+    """Register a user (at most REGISTRATIONS_PER_ADDRESS_PER_HOUR from one address); conflict when taken."""
+    if address is not None:
+        limit = current_app.config["REGISTRATIONS_PER_ADDRESS_PER_HOUR"]
+        throttle.hit("register", address, limit, 3600, "registrations from your address")
     if username.lower() == BOT_USERNAME:
         raise ProtocolError("conflict", "that username is taken")
     user = User(username=username, password_hash=off_the_event_loop(generate_password_hash, password))
@@ -29,15 +33,26 @@ def create_user(username, password):
     return user
 
 
-def authenticate(username, password):
-    """Return the user whose credentials these are, or None; as slow for unknown names as for known ones."""
+def authenticate(username, password, address):
+    """Return the user whose credentials these are, or None; as slow for unknown names as for known ones.
+
+    Attempts are limited per username and per client address (rate_limited past them);
+    a successful login clears its username's count.
+    """
+    config = current_app.config
+    window = config["LOGIN_WINDOW_SECONDS"]
+    throttle.hit("login-address", address, config["LOGIN_ATTEMPTS_PER_ADDRESS"], window, "login attempts")
+    throttle.hit("login-username", username, config["LOGIN_ATTEMPTS_PER_USERNAME"], window, "login attempts")
     user = db.session.scalar(db.select(User).filter_by(username=username))
     # An unknown name is checked against a hash too: a quick "no" would tell which names exist.
     if user is not None and user.username == BOT_USERNAME:
         user = None  # the bot never logs in
     stored = user.password_hash if user is not None else unknown_user_hash()
     matches = off_the_event_loop(check_password_hash, stored, password)
-    return user if user is not None and matches else None
+    if user is None or not matches:
+        return None
+    throttle.clear("login-username", username)
+    return user
 
 
 @cache

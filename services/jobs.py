@@ -62,6 +62,10 @@ def create_job(owner, kind, params, room_name=None):
         raise ProtocolError("invalid", f"kind must be one of {', '.join(sorted(KINDS))}")
     spec = KINDS[kind]
     params = validate(params, spec.params)
+    limit = current_app.config["JOBS_PER_USER"]
+    unfinished = db.select(db.func.count()).select_from(Job).filter_by(owner_id=owner.id)
+    if limit and db.session.scalar(unfinished.where(Job.status.in_(("queued", "running")))) >= limit:
+        raise ProtocolError("rate_limited", f"you have {limit} jobs queued or running; wait for one to end")
     if spec.authorize:
         spec.authorize(owner, params)
     room = chat.readable_room(room_name, owner) if room_name else None

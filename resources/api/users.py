@@ -1,5 +1,7 @@
 """POST /api/users and POST /api/tokens."""
 
+from flask import request
+
 from errors import ProtocolError
 from resources.api import api, json_body
 from services.accounts import authenticate, create_user, issue_token
@@ -14,14 +16,14 @@ LOGIN = {"username": Field(str, max_length=32), "password": Field(str, max_lengt
 def register_user():
     """Create an account."""
     data = json_body(CREDENTIALS)
-    return create_user(data["username"], data["password"]).to_json(), 201
+    return create_user(data["username"], data["password"], request.remote_addr).to_json(), 201
 
 
 @api.post("/tokens")
 def create_token():
     """Exchange a username and password for a signed, expiring token."""
     data = json_body(LOGIN)
-    user = authenticate(data["username"], data["password"])
+    user = authenticate(data["username"], data["password"], request.remote_addr)
     if user is None:
         raise ProtocolError("unauthorized", "wrong username or password")
     token, expires_in = issue_token(user)

@@ -16,6 +16,7 @@ from errors import ProtocolError
 from extensions import db
 from metrics import CONNECTED_CLIENTS, SOCKET_EVENTS
 from models import User
+from services import throttle
 from services.accounts import user_id_from_token
 from validation import validate
 
@@ -88,13 +89,16 @@ class BaseSocket(Namespace):
         if user_id is None:
             raise ConnectionRefusedError("unauthorized")
         config = current_app.config
+        throttle.admit_connection(user_id, request.sid, config["CONNECTIONS_PER_USER"], throttle.PROCESS_ID)
         self.user_ids[request.sid] = user_id
         self.buckets[request.sid] = TokenBucket(config["SOCKET_RATE_PER_SECOND"], config["SOCKET_RATE_BURST"])
         CONNECTED_CLIENTS.labels(self.namespace).inc()
 
     def on_disconnect(self, reason=None):
         """Forget the connection; subclasses extend this and call super()."""
-        if self.user_ids.pop(request.sid, None) is not None:
+        user_id = self.user_ids.pop(request.sid, None)
+        if user_id is not None:
+            throttle.release_connection(user_id, request.sid)
             self.buckets.pop(request.sid, None)
             CONNECTED_CLIENTS.labels(self.namespace).dec()
 
@@ -128,6 +132,8 @@ class BaseSocket(Namespace):
             return handler(*args)
         except ConnectionRefusedError:
             raise
+        except ProtocolError as error:  # a connect over a limit
+            raise ConnectionRefusedError(error.code) from None
         except RedisError as error:
             log.warning("%s %s: Redis is unavailable (%s)", self.namespace, handler.__name__, error)
             if handler.__name__ == "on_connect":
@@ -145,7 +151,7 @@ class BaseSocket(Namespace):
             outcome = "ok"
         except ProtocolError as error:
             db.session.rollback()
-            ack, outcome = error_ack(error.code, error.message), error.code
+            ack, outcome = {"ok": False, **error.to_json()}, error.code
         except RedisError as error:
             db.session.rollback()
             log.warning("%s %s: Redis is unavailable (%s)", self.namespace, event, error)
@@ -163,7 +169,9 @@ class BaseSocket(Namespace):
         if bucket is None:
             raise ProtocolError("unauthorized", "this connection is not authenticated")
         if not bucket.take():
-            raise ProtocolError("rate_limited", "too many events; slow down")
+            raise ProtocolError("rate_limited", "too many events; slow down", retry_after=1)
+        limit = current_app.config["USER_EVENTS_PER_10S"]
+        throttle.hit("events", self.user_ids[request.sid], limit, 10, "events from your connections")
         if len(args) != 1:
             raise ProtocolError("invalid", "send exactly one payload object")
         if payload_size(args[0]) > current_app.config["SOCKET_MAX_EVENT_BYTES"]:

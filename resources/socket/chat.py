@@ -5,7 +5,7 @@ from flask_socketio import join_room, leave_room, rooms
 
 from errors import ProtocolError
 from resources.socket.base import BaseSocket, payload
-from services import chat, presence
+from services import chat, presence, throttle
 from validation import CLIENT_ID, MESSAGE_ID, MESSAGE_TEXT, ROOM_NAME, Field, optional
 
 HISTORY_LIMIT = 100
@@ -82,6 +82,8 @@ class ChatSocket(BaseSocket):
     def on_send(self, room, text, client_id):
         """Store a message, then broadcast it to the room, the sender included."""
         user = self.user
+        limit = current_app.config["USER_MESSAGES_PER_10S"]
+        throttle.hit("messages", user.id, limit, 10, "messages")
         found = chat.readable_room(room, user)
         message = chat.post_message(found, user, text, client_id).to_json()
         self.emit("message", message, room=channel(room))
@@ -115,10 +117,12 @@ class ChatSocket(BaseSocket):
 
     def on_disconnect(self, reason=None):
         """Mark the user offline in every room this connection had joined."""
-        for name in rooms():
-            if name.startswith(ROOM_PREFIX):
-                self.exit(name.removeprefix(ROOM_PREFIX), "offline")
-        super().on_disconnect(reason)
+        try:
+            for name in rooms():
+                if name.startswith(ROOM_PREFIX):
+                    self.exit(name.removeprefix(ROOM_PREFIX), "offline")
+        finally:  # forget the connection even when Redis is away
+            super().on_disconnect(reason)
 
     def exit(self, room, status):
         """Uncount this connection from the room's presence and announce a change."""

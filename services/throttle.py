@@ -1,0 +1,117 @@
+"""Limits every process shares, counted in Redis: logins, registrations, events, connections.
+
+Each limit is a fixed window: at most `limit` hits per `seconds` for one subject
+(a username, a client address, a user id). Over it, the caller gets `rate_limited`
+with the seconds until the window ends (HTTP `Retry-After`). If Redis cannot be
+reached, limits are not enforced (logged once per outage) rather than refusing
+everyone: the per-connection event bucket in BaseSocket still holds.
+"""
+
+import logging
+import math
+import time
+import uuid
+
+from redis.exceptions import RedisError
+
+from errors import ProtocolError
+from extensions import redis_store
+
+log = logging.getLogger(__name__)
+
+# Count a hit; answer 0 when within the limit, else the milliseconds the window has left.
+HIT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if count > tonumber(ARGV[1]) then
+    local left = redis.call('PTTL', KEYS[1])
+    if left < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]); left = tonumber(ARGV[2]) end
+    return left
+end
+return 0
+"""
+
+_redis_down = False  # per process: log an outage once
+
+
+def hit(kind, subject, limit, seconds, what="attempts"):
+    """Count one hit of `kind` by `subject`; raise rate_limited past `limit` per `seconds` (0 means no limit)."""
+    if not limit:
+        return
+    global _redis_down
+    try:
+        left_ms = redis_store.client.eval(HIT, 1, redis_store.key("throttle", kind, subject), limit, seconds * 1000)
+    except RedisError as error:
+        if not _redis_down:
+            log.error("throttles are off while Redis is unavailable (%s)", error)
+        _redis_down = True
+        return
+    _redis_down = False
+    if left_ms:
+        retry_after = max(1, math.ceil(left_ms / 1000))
+        raise ProtocolError("rate_limited", f"too many {what}; try again in {retry_after} s", retry_after=retry_after)
+
+
+def clear(kind, subject):
+    """Forget the hits of `kind` by `subject` (a successful login clears its failures)."""
+    try:
+        redis_store.client.delete(redis_store.key("throttle", kind, subject))
+    except RedisError:
+        pass
+
+
+# Admit a connection if the user has fewer than ARGV[1] live ones. A connection
+# counts while the process holding it is alive (its key KEYS[2] exists): a killed
+# process's connections stop counting when its key expires.
+ADMIT = """
+local live = 0
+local entries = redis.call('HGETALL', KEYS[1])
+for i = 1, #entries, 2 do
+    if redis.call('EXISTS', entries[i + 1]) == 1 then live = live + 1
+    else redis.call('HDEL', KEYS[1], entries[i]) end
+end
+if live >= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[2], 1, 'EX', ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[2], KEYS[2])
+redis.call('EXPIRE', KEYS[1], 86400)
+return 1
+"""
+PROCESS_KEY_SECONDS = 60  # a process refreshes its key every PROCESS_KEY_SECONDS / 3
+PROCESS_ID = uuid.uuid4().hex  # this process's, for the connections it holds
+
+
+def admit_connection(user_id, sid, limit, process_id):
+    """Record a connection of the user; raise rate_limited when they already have `limit` (0: no limit)."""
+    if not limit:
+        return
+    keys = [redis_store.key("connections", user_id), redis_store.key("process", process_id)]
+    try:
+        admitted = redis_store.client.eval(ADMIT, 2, *keys, limit, sid, PROCESS_KEY_SECONDS)
+    except RedisError as error:
+        log.warning("not counting connections while Redis is unavailable (%s)", error)
+        return
+    if not admitted:
+        raise ProtocolError("rate_limited", f"too many connections; at most {limit} per user")
+
+
+def release_connection(user_id, sid):
+    """Forget a connection of the user."""
+    try:
+        redis_store.client.hdel(redis_store.key("connections", user_id), sid)
+    except RedisError:
+        pass  # a stale entry stops counting when its process's key expires
+
+
+def keep_process_alive(process_id):
+    """Refresh this process's key, so the connections it holds keep counting."""
+    try:
+        redis_store.client.set(redis_store.key("process", process_id), 1, ex=PROCESS_KEY_SECONDS)
+    except RedisError:
+        pass
+
+
+def keep_process_alive_forever():
+    """Refresh this process's key every PROCESS_KEY_SECONDS / 3, forever (a background greenlet)."""
+    while True:
+        keep_process_alive(PROCESS_ID)
+        time.sleep(PROCESS_KEY_SECONDS / 3)
