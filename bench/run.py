@@ -26,6 +26,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
+from config import THROTTLES  # noqa: E402
 from embedded_redis import EmbeddedRedis, free_port  # noqa: E402
 from processes import Process  # noqa: E402
 
@@ -156,6 +157,8 @@ class Server:
             env.update(
                 {
                     "BENCH_NAMESPACE": "1",
+                    # Thousands of connections of one user, acking as fast as they can.
+                    **dict.fromkeys(THROTTLES, "0"),
                     "SECRET_KEY": "bench",
                     "ROOMCAST_INSTANCE_PATH": str(instance),
                     "DATABASE_URL": f"sqlite:///{instance / 'roomcast.db'}",

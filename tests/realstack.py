@@ -9,6 +9,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from config import THROTTLES
 from embedded_redis import free_port
 from processes import PROJECT_ROOT, Process
 from tests.databases import create_database, drop_database
@@ -38,6 +39,8 @@ class Stack:
             "SECRET_KEY": "integration-tests",
             "ROOMCAST_INSTANCE_PATH": str(log_dir / "instance"),
             "REDIS_KEY_PREFIX": f"roomcast-it-{self.port}:",
+            # Every test registers users from 127.0.0.1; the throttle tests set their own limits.
+            **dict.fromkeys(THROTTLES, "0"),
             **env,
         }
         # A None value removes a variable, to test the defaults.
