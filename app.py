@@ -4,8 +4,10 @@ import logging
 import sqlite3
 from pathlib import Path
 
+import click
 from celery import Celery, Task
 from flask import Flask, jsonify, request, send_from_directory
+from flask.cli import AppGroup
 from redis.exceptions import RedisError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -17,6 +19,8 @@ from errors import ProtocolError
 from extensions import csrf, db, login_manager, migrate, redis_store, socketio
 from metrics import HTTP_REQUESTS
 from models import User
+from services import accounts
+from services.accounts import session_user
 from socket_manager import client_manager
 from socket_views import (
     RESYNC_NAMESPACES,
@@ -41,6 +45,7 @@ def create_app(config=None):
     register_error_handlers(app)
     register_request_metrics(app)
     register_security_headers(app)
+    register_commands(app)
     celery_init_app(app)
     import tasks  # noqa: F401  (registers the job kinds with their Celery tasks)
 
@@ -59,7 +64,7 @@ def register_extensions(app):
     redis_store.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "pages.login"
-    login_manager.user_loader(lambda user_id: db.session.get(User, int(user_id)))
+    login_manager.user_loader(session_user)
     socketio.init_app(
         app,
         async_mode="gevent",
@@ -164,6 +169,35 @@ def register_security_headers(app):
         response.headers.setdefault("X-Frame-Options", "DENY")  # frame-ancestors, for older browsers
         response.headers.setdefault("Referrer-Policy", "same-origin")
         return response
+
+
+def register_commands(app):
+    """Add `flask users disable NAME` and `flask users delete NAME` for operators."""
+    users = AppGroup("users", help="Manage accounts.")
+
+    def find(username):
+        user = db.session.scalar(db.select(User).filter_by(username=username))
+        if user is None:
+            raise click.ClickException(f"no user called {username}")
+        return user
+
+    @users.command("disable")
+    @click.argument("username")
+    def disable_user(username):
+        """Stop a user from logging in, and disconnect everything they are logged in with."""
+        accounts.disable(find(username))
+        click.echo(f"{username} is disabled and logged out everywhere")
+
+    @users.command("delete")
+    @click.argument("username")
+    def delete_user(username):
+        """Delete an account: logged out everywhere, name freed; its messages stay, shown as deleted-<id>."""
+        user = find(username)
+        new_name = f"deleted-{user.id}"
+        accounts.delete(user)
+        click.echo(f"{username} is deleted (now {new_name})")
+
+    app.cli.add_command(users)
 
 
 def celery_init_app(app):

@@ -150,6 +150,8 @@ class Config:
         self.PROXY_FIX_X_FOR = env_int("PROXY_FIX_X_FOR", 0)
         self.BENCH_NAMESPACE = env_bool("BENCH_NAMESPACE", False)  # /bench, for make bench only
         self.TOKEN_MAX_AGE = env_int("TOKEN_MAX_AGE", 86_400)
+        # A browser's login lasts at most this long, even if its cookie is kept.
+        self.SESSION_MAX_AGE = env_int("SESSION_MAX_AGE", 14 * 86_400)
         self.SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", production)
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session

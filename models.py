@@ -30,6 +30,9 @@ class User(UserMixin, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(32), unique=True)
     password_hash: Mapped[str] = mapped_column(String(256))
+    # Every login session and token carries the version it was made under: raising it ends them all.
+    session_version: Mapped[int] = mapped_column(default=1)
+    disabled: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def to_json(self):

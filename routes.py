@@ -3,7 +3,7 @@
 import time
 
 from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
-from flask_login import login_required, login_user, logout_user
+from flask_login import current_user, login_required
 from sqlalchemy import text
 
 import metrics
@@ -11,7 +11,7 @@ from errors import ProtocolError
 from extensions import db, redis_store, socketio
 from forms import LoginForm, RegisterForm
 from services import jobs
-from services.accounts import authenticate, create_user
+from services.accounts import authenticate, create_user, end_everywhere, end_session, start_session
 
 pages = Blueprint("pages", __name__)
 ops = Blueprint("ops", __name__)
@@ -35,7 +35,7 @@ def login():
             flash(error.message[0].upper() + error.message[1:] + ".")
             return render_template("login.html", form=form), 429, {"Retry-After": str(error.retry_after)}
         if user is not None:
-            login_user(user)
+            start_session(user)
             return redirect(url_for("pages.index"))
         flash("Wrong username or password.")
     return render_template("login.html", form=form), 200 if request.method == "GET" else 400
@@ -53,15 +53,17 @@ def register():
             form.username.errors.append(error.message)
             status = 429 if error.code == "rate_limited" else 400
         else:
-            login_user(user)
+            start_session(user)
             return redirect(url_for("pages.index"))
     return render_template("register.html", form=form), status
 
 
 @pages.post("/logout")
 def logout():
-    """Log out (a POST, so another site cannot log you out with a link)."""
-    logout_user()
+    """Log out this browser, or everywhere with everywhere=1 (a POST, so another site cannot do it with a link)."""
+    if current_user.is_authenticated and request.form.get("everywhere") == "1":
+        end_everywhere(current_user)
+    end_session()
     return redirect(url_for("pages.login"))
 
 

@@ -23,6 +23,7 @@ from metrics import LISTENER_SUBSCRIBED, PUBLISH_FAILURES, RESYNCS
 
 log = logging.getLogger(__name__)
 RESYNC_EVENT = "resync"
+DISCONNECT_ROOM_EVENT = "roomcast:disconnect-room"  # never sent to a client
 
 
 class RoomIndex:
@@ -57,6 +58,16 @@ class RoomIndex:
     def get_rooms(self, sid, namespace):
         """Return the rooms a client is in (not the None room of all clients)."""
         return [room for room in self.sid_rooms.get((namespace, sid), ()) if room is not None]
+
+    def disconnect_room(self, room):
+        """Disconnect every client in the room, in every namespace (on every process, for Redis)."""
+        self.disconnect_local_room(room)
+
+    def disconnect_local_room(self, room):
+        """Disconnect this process's clients in the room, in every namespace."""
+        for namespace in list(self.get_namespaces()):
+            for sid, _ in list(self.get_participants(namespace, room)):
+                self.server.disconnect(sid, namespace=namespace, ignore_queue=True)
 
 
 class IndexedManager(RoomIndex, socketio.Manager):
@@ -114,6 +125,18 @@ class ResyncingRedisManager(RoomIndex, socketio.RedisManager):
             self.publish_failing = False
             log.warning("publishing to Redis again; telling every client to resync")
             self.resync_everyone("publish")
+
+    def disconnect_room(self, room):
+        """Disconnect every client in the room, on every process."""
+        # python-socketio's channel carries no such request: it travels as an emit
+        # of an event name of ours, which _handle_emit acts on instead of sending.
+        self.emit(DISCONNECT_ROOM_EVENT, None, namespace="/", room=room)
+
+    def _handle_emit(self, message):
+        if message.get("event") == DISCONNECT_ROOM_EVENT:
+            self.disconnect_local_room(message.get("room"))
+        else:
+            super()._handle_emit(message)
 
     def resync_everyone(self, reason):
         """Tell every client of every process to catch up (some of our publishes were lost)."""

@@ -1,19 +1,25 @@
-"""Accounts: registration, password checks and signed API tokens."""
+"""Accounts: registration, password checks, and logins (signed API tokens, browser sessions) that can be ended."""
 
+import logging
+import secrets
+import time
 from functools import cache
 
-from flask import current_app
+from flask import current_app, session
+from flask_login import login_user, logout_user
 from gevent import get_hub, monkey
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from errors import ProtocolError
-from extensions import db
-from models import BOT_USERNAME, User
+from extensions import db, redis_store, socketio
+from models import BOT_USERNAME, RoomMember, User
 from services import throttle
 
 TOKEN_SALT = "roomcast-api-token"
+log = logging.getLogger(__name__)
 
 
 def create_user(username, password, address=None):
@@ -49,7 +55,7 @@ def authenticate(username, password, address):
         user = None  # the bot never logs in
     stored = user.password_hash if user is not None else unknown_user_hash()
     matches = off_the_event_loop(check_password_hash, stored, password)
-    if user is None or not matches:
+    if user is None or user.disabled or not matches:
         return None
     throttle.clear("login-username", username)
     return user
@@ -72,26 +78,124 @@ def _serializer():
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=TOKEN_SALT)
 
 
+# --- logins: tokens and browser sessions, each with an id that can be revoked ---
+
+
 def issue_token(user):
     """Return a signed token for the user and its lifetime in seconds."""
-    return _serializer().dumps({"uid": user.id}), current_app.config["TOKEN_MAX_AGE"]
+    claims = {"uid": user.id, "v": user.session_version, "lid": secrets.token_urlsafe(12)}
+    return _serializer().dumps(claims), current_app.config["TOKEN_MAX_AGE"]
 
 
-def user_id_from_token(token):
-    """Return the id of the existing user a valid, unexpired token names, or None."""
+def login_from_token(token):
+    """Return (user id, login id) of a valid, unexpired, unrevoked token of an active user, or None."""
     if not isinstance(token, str) or len(token) > 512:
         return None
     try:
-        data = _serializer().loads(token, max_age=current_app.config["TOKEN_MAX_AGE"])
+        claims = _serializer().loads(token, max_age=current_app.config["TOKEN_MAX_AGE"])
     except BadSignature:  # SignatureExpired is a BadSignature too
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("uid"), int):
+    if not isinstance(claims, dict) or not isinstance(claims.get("uid"), int) or not isinstance(claims.get("lid"), str):
         return None
-    # Only the id: a socket connect needs no User object (a third of its cost was building one).
-    return db.session.scalar(db.select(User.id).filter_by(id=data["uid"]))
+    # Not a whole User: a socket connect needs none (a third of its cost was building one).
+    query = db.select(User.id).filter_by(id=claims["uid"], session_version=claims.get("v"), disabled=False)
+    if db.session.scalar(query) is None or is_revoked(claims["lid"]):
+        return None
+    return claims["uid"], claims["lid"]
 
 
 def user_from_token(token):
-    """Return the user a valid, unexpired token names, or None."""
-    user_id = user_id_from_token(token)
-    return None if user_id is None else db.session.get(User, user_id)
+    """Return the user a valid, unexpired, unrevoked token names, or None."""
+    login = login_from_token(token)
+    return None if login is None else db.session.get(User, login[0])
+
+
+def start_session(user):
+    """Log the browser in: its session carries a login id and the user's session version."""
+    login_user(user)
+    session["lid"] = secrets.token_urlsafe(12)
+    session["v"] = user.session_version
+    session["iat"] = int(time.time())
+
+
+def session_user(user_id):
+    """Return the user of the browser's session (Flask-Login's user_loader), or None if it has ended."""
+    user = db.session.get(User, int(user_id))
+    if user is None or user.disabled or session.get("v") != user.session_version:
+        return None
+    if time.time() - session.get("iat", 0) > current_app.config["SESSION_MAX_AGE"] or is_revoked(session.get("lid")):
+        return None
+    return user
+
+
+def end_session():
+    """Log the browser out: its login id is revoked, so a copy of its cookie no longer works either."""
+    login_id = session.get("lid")
+    if login_id:
+        revoke(login_id, current_app.config["SESSION_MAX_AGE"])
+    logout_user()
+
+
+def end_token(token):
+    """Revoke a token, and disconnect the sockets it opened; False if it was not a valid token."""
+    login = login_from_token(token)
+    if login is None:
+        return False
+    revoke(login[1], current_app.config["TOKEN_MAX_AGE"])
+    return True
+
+
+def end_everywhere(user):
+    """End every session and token of the user (and so their sockets): log out everywhere."""
+    user.session_version = User.session_version + 1
+    db.session.commit()
+    disconnect_sockets(user_room(user.id))
+
+
+def disable(user):
+    """Stop the user from logging in or using anything they are logged in with."""
+    user.disabled = True
+    end_everywhere(user)
+
+
+def delete(user):
+    """Delete an account: it can no longer log in, its logins end, its name is freed; its messages stay, unnamed."""
+    db.session.execute(db.delete(RoomMember).where(RoomMember.user_id == user.id))
+    user.username = f"deleted-{user.id}"
+    user.password_hash = "!"  # matches no password
+    disable(user)
+
+
+def user_room(user_id):
+    """Return the Socket.IO room of every socket of a user."""
+    return f"user:{user_id}"
+
+
+def login_room(login_id):
+    """Return the Socket.IO room of the sockets opened by one login (a session or a token)."""
+    return f"login:{login_id}"
+
+
+def revoke(login_id, seconds):
+    """Remember for `seconds` (the login's longest life) that a login has ended; disconnect its sockets."""
+    redis_store.client.set(redis_store.key("revoked", login_id), 1, ex=seconds)
+    disconnect_sockets(login_room(login_id))
+
+
+def is_revoked(login_id):
+    """Tell whether a login was ended (False when there is no id, or Redis cannot say)."""
+    if not login_id:
+        return False
+    try:
+        return bool(redis_store.client.exists(redis_store.key("revoked", login_id)))
+    except RedisError as error:  # keep serving; revocations hold again when Redis is back
+        log.warning("cannot check revoked logins while Redis is unavailable (%s)", error)
+        return False
+
+
+def disconnect_sockets(room):
+    """Disconnect every socket in a Socket.IO room, on every web process; call it after committing.
+
+    This process's sockets disconnect at once, and their handlers end the database session.
+    """
+    socketio.server.manager.disconnect_room(room)

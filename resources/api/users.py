@@ -3,8 +3,8 @@
 from flask import request
 
 from errors import ProtocolError
-from resources.api import api, json_body
-from services.accounts import authenticate, create_user, issue_token
+from resources.api import api, api_user, json_body
+from services.accounts import authenticate, create_user, end_everywhere, end_token, issue_token
 from validation import PASSWORD, USERNAME, Field
 
 CREDENTIALS = {"username": USERNAME, "password": PASSWORD}
@@ -28,3 +28,19 @@ def create_token():
         raise ProtocolError("unauthorized", "wrong username or password")
     token, expires_in = issue_token(user)
     return {"token": token, "expires_in": expires_in}
+
+
+@api.delete("/tokens")
+def revoke_token():
+    """Revoke the token this request carries (Authorization: Bearer); its sockets are disconnected."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not end_token(token.strip()):
+        raise ProtocolError("unauthorized", "send the token to revoke as Authorization: Bearer <token>")
+    return "", 204
+
+
+@api.delete("/sessions")
+def log_out_everywhere():
+    """End every session and token of the caller, and disconnect all their sockets."""
+    end_everywhere(api_user())
+    return "", 204

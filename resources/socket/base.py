@@ -5,19 +5,18 @@ import logging
 from functools import partial
 from time import monotonic
 
-from flask import current_app, request
+from flask import current_app, request, session
 from flask_login import current_user
 
 # python-socketio's ConnectionRefusedError, not the builtin: only it refuses a connect.
-from flask_socketio import ConnectionRefusedError, Namespace
+from flask_socketio import ConnectionRefusedError, Namespace, join_room
 from redis.exceptions import RedisError
 
 from errors import ProtocolError
 from extensions import db
 from metrics import CONNECTED_CLIENTS, SOCKET_EVENTS
 from models import User
-from services import throttle
-from services.accounts import user_id_from_token
+from services import accounts, throttle
 from validation import validate
 
 log = logging.getLogger(__name__)
@@ -75,21 +74,29 @@ class BaseSocket(Namespace):
 
     @property
     def user(self):
-        """Return the User of the connection whose event is being handled."""
-        return db.session.get(User, self.user_ids[request.sid])
+        """Return the User of the connection whose event is being handled (unauthorized if it is gone)."""
+        user = db.session.get(User, self.user_ids[request.sid])
+        if user is None or user.disabled:  # its sockets are being disconnected
+            raise ProtocolError("unauthorized", "this account no longer exists")
+        return user
 
     def on_connect(self, auth):
         """Accept a session cookie or auth={"token"}; refuse anything else as unauthorized."""
         if isinstance(auth, dict) and "token" in auth:
-            user_id = user_id_from_token(auth["token"])
+            login = accounts.login_from_token(auth["token"])
         elif auth is None and current_user.is_authenticated:
-            user_id = current_user.id
+            login = current_user.id, session.get("lid")
         else:
-            user_id = None
-        if user_id is None:
+            login = None
+        if login is None:
             raise ConnectionRefusedError("unauthorized")
+        user_id, login_id = login
         config = current_app.config
         throttle.admit_connection(user_id, request.sid, config["CONNECTIONS_PER_USER"], throttle.PROCESS_ID)
+        # So that logging out (here, everywhere) or losing the account disconnects it.
+        join_room(accounts.user_room(user_id))
+        if login_id:
+            join_room(accounts.login_room(login_id))
         self.user_ids[request.sid] = user_id
         self.buckets[request.sid] = TokenBucket(config["SOCKET_RATE_PER_SECOND"], config["SOCKET_RATE_BURST"])
         CONNECTED_CLIENTS.labels(self.namespace).inc()

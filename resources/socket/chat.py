@@ -23,7 +23,11 @@ def messages_json(messages):
 
 
 class ChatSocket(BaseSocket):
-    """Chat rooms over Socket.IO, as protocol.md describes /chat."""
+    """Chat rooms over Socket.IO, as docs/protocol.md describes /chat."""
+
+    def __init__(self, namespace):
+        super().__init__(namespace)
+        self.usernames = {}  # sid -> username, from the connection's first join
 
     @payload(room=ROOM_NAME, since=optional(MESSAGE_ID), since_seq=optional(MESSAGE_ID))
     def on_join(self, room, since, since_seq):
@@ -34,6 +38,8 @@ class ChatSocket(BaseSocket):
         found = chat.readable_room(room, user)
         if not found.private:
             chat.add_member(found, user)
+        # Presence is left by name even after the account is gone (a deleted user's disconnect).
+        self.usernames[request.sid] = user.username
         # Follow the room before reading it: a message stored meanwhile then
         # arrives in the ack, as a broadcast, or both (clients drop duplicates by seq).
         join_room(channel(room))
@@ -122,11 +128,12 @@ class ChatSocket(BaseSocket):
                 if name.startswith(ROOM_PREFIX):
                     self.exit(name.removeprefix(ROOM_PREFIX), "offline")
         finally:  # forget the connection even when Redis is away
+            self.usernames.pop(request.sid, None)
             super().on_disconnect(reason)
 
     def exit(self, room, status):
         """Uncount this connection from the room's presence and announce a change."""
-        username = self.user.username
+        username = self.usernames[request.sid]
         if presence.leave(room, username, request.sid, status):
             self.announce(room, username, status)
 
