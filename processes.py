@@ -56,7 +56,7 @@ class Process:
             try:
                 if requests.get(url, timeout=2).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening, or still starting
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} did not become ready:\n{self.output()[-3000:]}")
