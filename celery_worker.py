@@ -2,9 +2,14 @@
 
 from flask_socketio import SocketIO
 
+import celery_redis_transport
 from app import create_app
 from socket_manager import emitter_manager
 from socket_views import RESYNC_NAMESPACES
+
+# Before any broker connection: the worker's Redis transport must survive Redis
+# restarting, which kombu's own does not (see celery_redis_transport.py).
+celery_redis_transport.register()
 
 flask_app = create_app()
 celery = flask_app.extensions["celery"]
