@@ -128,6 +128,8 @@ class Job(db.Model):
     # Goes up by one at each change that clients are told of (running, progress, retrying, done).
     version: Mapped[int] = mapped_column(default=1)
     cancel_requested: Mapped[bool] = mapped_column(default=False)
+    # Its task could not be queued (the broker was away); the sweeper queues it when it can.
+    dispatch_pending: Mapped[bool] = mapped_column(default=False)
     # Written by the running task every few seconds; a stale one means its worker vanished.
     heartbeat_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -76,13 +76,20 @@ def create_job(owner, kind, params, room_name=None):
 
 
 def dispatch(job):
-    """Queue the job's current attempt on Celery; a job that cannot be queued fails at once."""
+    """Queue the job's current attempt on Celery; while the broker is away, the sweeper queues it later."""
     try:
         KINDS[job.kind].task.apply_async(args=(job.id, job.attempt), task_id=task_id(job.id, job.attempt))
-    except Exception as error:  # the broker is down: say so rather than leave it queued forever
-        log.exception("could not queue job %s", job.id)
-        finish(job.id, "failed", error=f"could not queue the job: {type(error).__name__}", statuses=("queued",))
-        raise ProtocolError("internal", "the job queue is unavailable; try again later") from None
+    except Exception as error:  # the broker is down: the job stays queued, marked for the sweeper
+        log.warning("job %s: the job queue is unavailable (%s: %s); queued again when it is back",
+                    job.id, type(error).__name__, error)  # fmt: skip
+        db.session.rollback()
+        db.session.execute(update(Job).where(Job.id == job.id).values(dispatch_pending=True))
+        db.session.commit()
+        return False
+    if job.dispatch_pending:
+        db.session.execute(update(Job).where(Job.id == job.id).values(dispatch_pending=False))
+        db.session.commit()
+    return True
 
 
 def task_id(job_id, attempt):
@@ -215,7 +222,12 @@ def outcome_text(job):
 
 
 def sweep_stale_jobs():
-    """Re-dispatch running jobs whose heartbeat stopped; fail them after JOB_MAX_ATTEMPTS."""
+    """Queue jobs the broker missed; re-dispatch running jobs whose heartbeat stopped, failing them after a few."""
+    pending = db.select(Job).where(Job.status == "queued", Job.dispatch_pending).order_by(Job.id)
+    for job in db.session.scalars(pending).all():
+        if not dispatch(job):
+            break  # still away; next sweep
+        log.info("job %s: queued now that the job queue is back", job.id)
     config = current_app.config
     cutoff = utcnow() - timedelta(seconds=config["JOB_STALE_SECONDS"])
     query = db.select(Job).where(Job.status == "running", Job.heartbeat_at < cutoff)

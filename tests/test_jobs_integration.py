@@ -88,8 +88,8 @@ def test_another_user_can_neither_watch_nor_cancel_nor_download(stack, open_clie
     _, done = follow_to_the_end(jobs, job["id"])
 
     theirs = open_client(intruder, "polling", namespace="/jobs")
-    assert theirs.call("watch", {"job_id": job["id"]})["error"]["code"] == "forbidden"
-    assert theirs.call("cancel", {"job_id": job["id"]})["error"]["code"] == "forbidden"
+    assert theirs.call("watch", {"job_id": job["id"]})["error"]["code"] == "not_found"
+    assert theirs.call("cancel", {"job_id": job["id"]})["error"]["code"] == "not_found"
     assert requests.get(f"{stack.url}/api/jobs/{job['id']}", headers=bearer(intruder), timeout=10).status_code == 404
     assert requests.get(stack.url + done["result"]["url"], headers=bearer(intruder), timeout=10).status_code == 404
     assert requests.get(stack.url + done["result"]["url"], headers=bearer(owner), timeout=10).status_code == 200
