@@ -1,47 +1,128 @@
 // Roomcast's page: rooms, messages, presence and typing over Socket.IO /chat.
-import { $, connect, request as ask, root, showError } from "./socket.js";
+import { $, call, connect, request as ask, root, showError } from "./socket.js";
 
 const me = root.dataset.username;
 const csrfToken = document.querySelector('meta[name="csrf-token"]').content;
 
 // Everything the page knows, per room name.
-const rooms = new Map(); // name -> {info, messages: Map(id -> message), lastId, unread, online: Set, typing: Map}
+const rooms = new Map(); // name -> the state roomState() makes
 let current = null;
 let pendingSend = null; // {room, text, client_id}: retried with the same client_id, never stored twice
+let connections = 0; // counts connects: a retry loop of an earlier connection stops
+let link = "connecting"; // connecting, connected or reconnecting
+let catchingUp = 0; // joins and hole fills under way
+
+const RETRY_FIRST_MS = 500;
+const RETRY_MAX_MS = 5000;
+// Worth asking again later; forbidden, not_found and invalid would only fail again.
+const RETRYABLE = new Set(["unavailable", "internal", "timeout", "rate_limited"]);
+const HISTORY_PAGE = 100;
 
 const chat = connect("/chat");
 const request = (event, payload) => ask(chat, event, payload);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const LINK_LABELS = {
+  connecting: "connecting…",
+  connected: "connected",
+  "catching-up": "catching up…", // connected, with a join or a hole fill under way
+  reconnecting: "reconnecting…",
+};
 
 function setConnection(state) {
-  const label = { connected: "connected", reconnecting: "reconnecting…", connecting: "connecting…" }[state];
-  $("#connection").textContent = label;
-  $("#connection").dataset.state = state;
+  link = state;
+  const shown = state === "connected" && catchingUp ? "catching-up" : state;
+  $("#connection").textContent = LINK_LABELS[shown];
+  $("#connection").dataset.state = shown;
+}
+
+// Run a join or a fill with the indicator saying "catching up…" meanwhile.
+async function catchUp(work) {
+  catchingUp += 1;
+  setConnection(link);
+  try {
+    return await work();
+  } finally {
+    catchingUp -= 1;
+    setConnection(link);
+  }
 }
 
 function roomState(name) {
   if (!rooms.has(name)) {
-    rooms.set(name, { info: { name }, messages: new Map(), lastId: null, unread: 0, online: new Set(), typing: new Map() });
+    rooms.set(name, {
+      info: { name },
+      messages: new Map(), // seq -> message, as shown
+      lastSeq: null, // the highest seq shown, every one before it shown too (from the first join on); null before
+      knownSeq: 0, // the room's newest seq as the server last told (acks' last_seq)
+      early: new Map(), // seq -> message that came after a hole: shown once the hole is filled
+      filling: false,
+      unread: 0,
+      online: new Set(),
+      typing: new Map(),
+    });
   }
   return rooms.get(name);
 }
 
-function addMessages(name, messages) {
+// The gap rule: messages (live, or from any ack) are shown in seq order, each once, never after a hole.
+function receive(name, messages) {
   const state = roomState(name);
-  const fresh = messages.filter((message) => !state.messages.has(message.id));
-  for (const message of fresh) {
-    state.messages.set(message.id, message);
-    state.lastId = Math.max(state.lastId ?? 0, message.id);
+  for (const message of messages) {
+    if (state.lastSeq === null || message.seq > state.lastSeq) state.early.set(message.seq, message);
   }
-  if (name === current) renderMessages(fresh);
-  else if (fresh.length) {
-    state.unread += fresh.length;
+  if (state.lastSeq === null) return; // not joined yet: the join's ack tells where the room starts
+  const shown = [];
+  for (let next; (next = state.early.get(state.lastSeq + 1)); ) {
+    state.messages.set(next.seq, next);
+    state.lastSeq = next.seq;
+    shown.push(next);
+  }
+  for (const seq of state.early.keys()) if (seq <= state.lastSeq) state.early.delete(seq);
+  if (shown.length && name === current) renderMessages(shown);
+  else if (shown.length) {
+    state.unread += shown.length; // only what is shown counts, never a duplicate or a held-back message
     renderRooms();
+  }
+  if (state.early.size) fill(name);
+}
+
+// Whether the room misses messages the server has: a hole before held-back ones, or a capped catch-up.
+const behind = (state) => state.lastSeq !== null && (state.early.size > 0 || state.lastSeq < state.knownSeq);
+
+// Fetch what follows lastSeq until nothing is missing; one fill per room at a time, retried while connected.
+async function fill(name) {
+  const state = roomState(name);
+  if (state.filling) return; // the running fill loops on until the room is no longer behind
+  state.filling = true;
+  try {
+    await catchUp(async () => {
+      let delay = RETRY_FIRST_MS;
+      while (chat.connected && behind(state)) {
+        let ack;
+        try {
+          ack = await call(chat, "history", { room: name, since_seq: state.lastSeq, limit: HISTORY_PAGE });
+        } catch (error) {
+          if (!RETRYABLE.has(error.code)) return showError(error.message);
+          await sleep(delay);
+          delay = Math.min(delay * 2, RETRY_MAX_MS);
+          continue;
+        }
+        delay = RETRY_FIRST_MS;
+        state.knownSeq = Math.max(state.knownSeq, ack.last_seq ?? 0);
+        receive(name, ack.messages);
+        if (!ack.messages.length) return; // the server has nothing after lastSeq: nothing to wait for
+      }
+    });
+  } finally {
+    state.filling = false;
   }
 }
 
 function messageItem(message) {
   const item = document.createElement("li");
   item.dataset.id = message.id;
+  item.dataset.seq = message.seq;
   const time = document.createElement("time");
   time.dateTime = message.created_at;
   time.textContent = new Date(message.created_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
@@ -58,9 +139,9 @@ function messageItem(message) {
 function renderMessages(fresh) {
   const list = $("#messages");
   const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
-  const ordered = [...roomState(current).messages.values()].sort((a, b) => a.id - b.id);
-  if (fresh === undefined || fresh.some((message) => message.id < (Number(list.lastElementChild?.dataset.id) || 0))) {
-    list.replaceChildren(...ordered.map(messageItem)); // a full redraw keeps id order
+  const ordered = [...roomState(current).messages.values()].sort((a, b) => a.seq - b.seq);
+  if (fresh === undefined || fresh.some((message) => message.seq < (Number(list.lastElementChild?.dataset.seq) || 0))) {
+    list.replaceChildren(...ordered.map(messageItem)); // a full redraw keeps seq order
   } else {
     list.append(...fresh.map(messageItem));
   }
@@ -117,25 +198,35 @@ function showRoom(name) {
   $("#text").focus();
 }
 
+// Join a room, catching up after lastSeq. A failed join leaves us out of the room: try again,
+// 0.5 s doubling to 5 s, while this connection lasts (the next connect joins anew).
 async function join(name) {
+  const connection = connections;
+  await catchUp(async () => {
+    let delay = RETRY_FIRST_MS;
+    while (chat.connected && connection === connections) {
+      const { lastSeq } = roomState(name);
+      const payload = lastSeq === null ? { room: name } : { room: name, since_seq: lastSeq };
+      try {
+        return joined(name, await call(chat, "join", payload));
+      } catch (error) {
+        if (!RETRYABLE.has(error.code)) return showError(error.message);
+        await sleep(delay);
+        delay = Math.min(delay * 2, RETRY_MAX_MS);
+      }
+    }
+  });
+}
+
+function joined(name, ack) {
   const state = roomState(name);
-  const since = state.lastId;
-  const payload = since === null ? { room: name } : { room: name, since };
-  const ack = await request("join", payload);
   state.online = new Set(ack.online);
-  addMessages(name, ack.messages);
-  // A server with JOIN_CATCHUP_LIMIT caps a join's catch-up; page on through the HTTP API
-  // from our own cursor (live messages arriving meanwhile move state.lastId past the gap).
-  let cursor = ack.messages.length ? ack.messages[ack.messages.length - 1].id : since;
-  let more = ack.more;
-  while (more) {
-    const response = await fetch(`/api/rooms/${encodeURIComponent(name)}/messages?since=${cursor}&limit=1000`);
-    const page = await response.json();
-    if (!response.ok || !page.length) break;
-    addMessages(name, page);
-    cursor = page[page.length - 1].id;
-    more = page.length === 1000;
-  }
+  state.knownSeq = Math.max(state.knownSeq, ack.last_seq ?? 0);
+  // A first join shows the room from its latest messages on (its newest seq when it is empty).
+  if (state.lastSeq === null) state.lastSeq = ack.messages.length ? ack.messages[0].seq - 1 : state.knownSeq;
+  receive(name, ack.messages);
+  // A server with JOIN_CATCHUP_LIMIT caps the catch-up (`more`, and last_seq beyond what came): page on.
+  if (behind(state)) fill(name);
   if (name === current) renderPeople();
 }
 
@@ -152,9 +243,15 @@ async function joinAll() {
 }
 
 chat.on("connect", () => {
+  connections += 1;
   setConnection("connected");
   showError("");
-  joinAll(); // on every (re)connect: join again with since = the last id seen
+  joinAll(); // on every (re)connect: join again with since_seq = the last seq shown
+});
+
+// The server may have lost live events (its Redis listener or publishes had a gap): catch up.
+chat.on("resync", () => {
+  for (const [name, state] of rooms) if (state.lastSeq !== null) join(name);
 });
 chat.on("disconnect", () => setConnection("reconnecting"));
 chat.io.on("reconnect_attempt", () => setConnection("reconnecting"));
@@ -163,7 +260,7 @@ chat.on("connect_error", (error) => {
   if (error.message === "unauthorized") window.location.assign("/login");
 });
 
-chat.on("message", (message) => addMessages(message.room, [message]));
+chat.on("message", (message) => receive(message.room, [message]));
 
 chat.on("presence", ({ room, user, status }) => {
   const state = roomState(room);
@@ -228,14 +325,19 @@ $("#composer").addEventListener("submit", async (event) => {
   }
   if (pendingSend === sending) pendingSend = null;
   showError("");
-  addMessages(ack.message.room, [ack.message]);
+  receive(ack.message.room, [ack.message]);
 });
 
 $("#older").addEventListener("click", async () => {
-  const state = roomState(current);
-  const oldest = Math.min(...state.messages.keys());
-  const ack = await request("history", Number.isFinite(oldest) ? { room: current, before: oldest } : { room: current });
-  addMessages(current, ack.messages);
+  const name = current;
+  const state = roomState(name);
+  const oldest = Math.min(...[...state.messages.values()].map((message) => message.id));
+  const ack = await request("history", Number.isFinite(oldest) ? { room: name, before: oldest } : { room: name });
+  // Older messages go before what is shown, outside the gap rule; later ones are the rule's.
+  for (const message of ack.messages) {
+    if (message.seq <= state.lastSeq) state.messages.set(message.seq, message);
+  }
+  if (name === current) renderMessages();
 });
 
 $("#new-room").addEventListener("submit", async (event) => {

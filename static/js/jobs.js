@@ -3,7 +3,7 @@ import { $, connect, request as ask, root } from "./socket.js";
 
 const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
 
-const jobs = new Map(); // id -> job, as the server last described it
+const jobs = new Map(); // id -> job, at the newest version the page has
 const socket = connect("/jobs");
 const request = (event, payload) => ask(socket, event, payload);
 
@@ -13,14 +13,31 @@ function describe(job) {
   return `${job.kind} job`;
 }
 
+// A whole job (from an ack or the HTTP API) is the truth at its version. Acks and events
+// cross (a short job's done can beat its start ack), so an older version never wins.
 function update(job) {
   const known = jobs.get(job.id);
-  // Events and acks may cross (a short job's done can beat its start ack): progress
-  // never goes back, and an ended job stays ended while the rest of the ack is kept.
-  const ended = known && FINISHED.has(known.status) && !FINISHED.has(job.status);
-  const merged = ended ? { ...job, ...known } : { ...known, ...job };
-  jobs.set(job.id, { ...merged, progress: Math.max(known?.progress ?? 0, job.progress ?? 0) });
+  if (known && job.version <= known.version) return;
+  jobs.set(job.id, job);
   render();
+}
+
+// An event is one change: applied only on top of the version just before it. A jump means
+// we missed a change: the job is read again, and its ack is the truth.
+function applyEvent(event, change) {
+  const known = jobs.get(event.job_id);
+  if (known && event.version <= known.version) return; // a duplicate, or older than what we have
+  if (!known || event.version > known.version + 1) return watch(event.job_id);
+  jobs.set(known.id, { ...known, ...change(known), version: event.version });
+  render();
+}
+
+function watch(id) {
+  return request("watch", { job_id: id }).then((ack) => update(ack.job), () => {});
+}
+
+function watchUnfinished() {
+  for (const job of jobs.values()) if (!FINISHED.has(job.status)) watch(job.id);
 }
 
 function jobItem(job) {
@@ -72,21 +89,25 @@ socket.on("connect", async () => {
   const response = await fetch("/api/jobs");
   if (!response.ok) return;
   for (const job of await response.json()) update(job);
-  const unfinished = [...jobs.values()].filter((job) => !FINISHED.has(job.status));
-  for (const job of unfinished) {
-    request("watch", { job_id: job.id }).then((ack) => update(ack.job), () => {});
-  }
+  watchUnfinished();
 });
 
-socket.on("progress", ({ job_id, progress }) => {
-  const job = jobs.get(job_id);
-  if (job) update({ ...job, status: job.status === "queued" ? "running" : job.status, progress });
-});
+// The server may have lost events (its Redis listener or publishes had a gap): read again.
+socket.on("resync", watchUnfinished);
 
-socket.on("done", ({ job_id, status, result, error }) => {
-  const job = jobs.get(job_id) ?? { id: job_id, kind: "job", params: {} };
-  update({ ...job, status, result, error, progress: status === "succeeded" ? 100 : job.progress });
-});
+// "retrying": the job's worker vanished and it is queued again; any other detail is a running job's.
+socket.on("progress", (event) =>
+  applyEvent(event, () => ({ status: event.detail === "retrying" ? "queued" : "running", progress: event.progress })),
+);
+
+socket.on("done", (event) =>
+  applyEvent(event, (job) => ({
+    status: event.status,
+    result: event.result,
+    error: event.error,
+    progress: event.status === "succeeded" ? 100 : job.progress,
+  })),
+);
 
 $("#export-csv").addEventListener("click", () => start("export", (room) => ({ room, format: "csv" })));
 $("#export-json").addEventListener("click", () => start("export", (room) => ({ room, format: "json" })));

@@ -13,14 +13,25 @@ export function showError(text) {
   $("#error").textContent = text || "";
 }
 
-// Emit with an ack; resolve with a successful ack, or show the error and reject.
+// Emit with an ack; resolve with a successful ack, or reject with an Error whose `code` is the
+// ack's error code, or "timeout" when no ack came.
+export async function call(socket, event, payload) {
+  let ack;
+  try {
+    ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck(event, payload);
+  } catch {
+    throw Object.assign(new Error("No answer from the server; try again."), { code: "timeout" });
+  }
+  if (!ack.ok) throw Object.assign(new Error(ack.error.message + ` (${ack.error.code})`), { code: ack.error.code });
+  return ack;
+}
+
+// The same, showing the error to the reader: for what the reader asked for.
 export async function request(socket, event, payload) {
   try {
-    const ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck(event, payload);
-    if (!ack.ok) throw new Error(ack.error.message + ` (${ack.error.code})`);
-    return ack;
+    return await call(socket, event, payload);
   } catch (error) {
-    showError(error.message === "operation has timed out" ? "No answer from the server; try again." : error.message);
+    showError(error.message);
     throw error;
   }
 }
