@@ -537,3 +537,35 @@ def test_a_join_the_server_could_not_answer_is_tried_again_and_a_refused_one_is_
     assert joins(room) == [{"room": room, "since_seq": 1}] * 3  # refused twice (0.5 s, then 1 s apart), then joined
     assert len(joins(other)) == 1  # forbidden: asking again would not help
     assert_shows_exactly(alice, stored_messages(stack, room, token))
+
+
+def test_log_out_everywhere_ends_the_other_tab_and_the_page_keeps_to_its_csp(browser, stack):
+    name = f"x{uuid.uuid4().hex[:8]}"
+    register(stack.url, name)
+    contexts, problems = [], []
+    try:
+        pages = []
+        for _ in range(2):  # two browsers of one user
+            context = browser.new_context(base_url=stack.url)
+            context.set_default_timeout(WAIT_MS)
+            contexts.append(context)
+            page = context.new_page()
+            page.on("console", lambda message: message.type == "error" and problems.append(message.text))
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.goto("/login")
+            page.fill("input[name=username]", name)
+            page.fill("input[name=password]", "correct horse")
+            page.click("button[type=submit]")
+            expect(page.locator("#connection")).to_have_text("connected")
+            pages.append(page)
+        csp = pages[0].request.get("/").headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+
+        pages[0].click("text=Log out everywhere")
+        expect(pages[0]).to_have_url(f"{stack.url}/login")
+        # The other browser's sockets are disconnected, and its reconnect is refused: back to the login page.
+        expect(pages[1]).to_have_url(f"{stack.url}/login")
+        assert problems == [], problems  # no CSP violation, no script error
+    finally:
+        for context in contexts:
+            context.close()

@@ -253,7 +253,12 @@ chat.on("connect", () => {
 chat.on("resync", () => {
   for (const [name, state] of rooms) if (state.lastSeq !== null) join(name);
 });
-chat.on("disconnect", () => setConnection("reconnecting"));
+chat.on("disconnect", (reason) => {
+  setConnection("reconnecting");
+  // The client does not reconnect by itself after the server's own disconnect (a
+  // login that ended, elsewhere): connect again, and be sent to /login if refused.
+  if (reason === "io server disconnect") setTimeout(() => chat.connect(), 500);
+});
 chat.io.on("reconnect_attempt", () => setConnection("reconnecting"));
 chat.on("connect_error", (error) => {
   setConnection("reconnecting");
