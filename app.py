@@ -19,6 +19,7 @@ from errors import ProtocolError
 from extensions import csrf, db, login_manager, migrate, redis_store, socketio
 from metrics import HTTP_REQUESTS
 from models import User
+from resources.socket.outbox import bound_outboxes
 from services import accounts
 from services.accounts import session_user
 from socket_manager import client_manager
@@ -80,6 +81,7 @@ def register_extensions(app):
         serializer=AnsweringPacket,
     )
     drop_bad_packets(socketio.server)
+    bound_outboxes(socketio.server, app.config["SOCKET_MAX_PENDING_BYTES"])
     # init_app builds a new Socket.IO server, so namespaces are registered after it.
     register_namespaces(socketio, bench=app.config["BENCH_NAMESPACE"])
     prepare_event_contexts(app)

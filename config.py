@@ -133,6 +133,8 @@ class Config:
         self.SOCKETIO_MAX_HTTP_BUFFER_SIZE = env_int("SOCKETIO_MAX_HTTP_BUFFER_SIZE", 1_000_000)
         self.MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 1_000_000)  # HTTP bodies; 413 beyond
         self.SOCKET_MAX_EVENT_BYTES = env_int("SOCKET_MAX_EVENT_BYTES", 32_768)
+        # Bytes a client may have waiting to be sent before it is disconnected as not reading (0: no bound).
+        self.SOCKET_MAX_PENDING_BYTES = env_int("SOCKET_MAX_PENDING_BYTES", 1_000_000)
         self.SOCKET_RATE_PER_SECOND = env_int("SOCKET_RATE_PER_SECOND", 10)
         self.SOCKET_RATE_BURST = env_int("SOCKET_RATE_BURST", 30)
         # A join's catch-up is one page; the client asks for the rest (history since_seq).

@@ -2,7 +2,12 @@
 
 import os
 
-from prometheus_client import (
+# Empty means unset, as for every setting (an env file copied from .env.example has it
+# empty); prometheus_client, which reads it at import, would write into the working folder.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR") == "":
+    del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+from prometheus_client import (  # noqa: E402
     REGISTRY,
     CollectorRegistry,
     Counter,
@@ -11,7 +16,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily  # noqa: E402
 
 disable_created_metrics()  # *_created series double the page and nobody graphs them
 
@@ -41,6 +46,11 @@ RESYNCS = Counter(
     "roomcast_resyncs_total",
     "resync events sent after a gap in the Redis channel, by scope (local: this process's clients; all).",
     ["scope"],
+)
+SLOW_CLIENTS_DROPPED = Counter(
+    "roomcast_slow_clients_dropped_total",
+    "Socket.IO clients disconnected for having over SOCKET_MAX_PENDING_BYTES waiting to be sent, by transport.",
+    ["transport"],
 )
 HTTP_REQUESTS = Counter(
     "roomcast_http_requests_total",

@@ -35,6 +35,7 @@ def test_a_sleep_jobs_progress_arrives_in_order_and_ends_with_done(stack, open_c
     assert progress == [0, 20, 40, 60, 80, 100]
     assert done == {
         "job_id": ack["job"]["id"],
+        "version": 8,  # 1 queued, 2 running, 3 to 7 the five steps, 8 done
         "status": "succeeded",
         "result": {"seconds": 1, "steps": 5},
         "error": None,

@@ -1,0 +1,160 @@
+"""Each client's outgoing queue, bounded: a client with too much data waiting for it is disconnected."""
+
+import logging
+import socket
+
+from engineio import socket as engineio_socket
+
+from metrics import SLOW_CLIENTS_DROPPED
+
+log = logging.getLogger(__name__)
+
+# Why: Engine.IO keeps what the server sends a client in an unbounded queue per
+# connection (Socket.queue). Its WebSocket writer greenlet moves the queue into
+# the connection; once the client stops reading, the TCP window closes, the
+# writer blocks in sendall for ever (gunicorn's sockets have no timeout) and the
+# queue grows with every message of the client's rooms. A long-polling client that
+# stops polling lets the queue grow the same way. python-engineio has no limit of
+# its own (max_http_buffer_size bounds what clients send, not what they are sent).
+
+
+def bound_outboxes(server, max_pending_bytes):
+    """Disconnect any client of this Socket.IO server that has over max_pending_bytes waiting (0: no bound)."""
+    if max_pending_bytes <= 0:
+        return
+    eio = server.eio
+    handle_connect = eio.handlers["connect"]
+
+    def bound_then_connect(eio_sid, environ):
+        # Engine.IO makes each connection's Socket inside its request handler, with
+        # no factory to override; the connect event comes right after, before the
+        # connection sends anything but its open packet, so the Socket is bounded here.
+        client = eio.sockets.get(eio_sid)
+        if type(client) is engineio_socket.Socket:
+            BoundedSocket.bound(client, max_pending_bytes, environ.get("REMOTE_ADDR"))
+        return handle_connect(eio_sid, environ)
+
+    eio.on("connect", bound_then_connect)
+
+
+def encoded_size(pkt):
+    """Return the length of a packet as Engine.IO writes it: a type digit and text, or raw bytes."""
+    data = pkt.data
+    if isinstance(data, str):
+        return 1 + len(data)  # Socket.IO's JSON is ASCII: characters are bytes
+    if isinstance(data, bytes | bytearray):
+        return len(data)
+    return len(pkt.encode())  # open, ping, noop, close: small, and encode() caches
+
+
+class BoundedSocket(engineio_socket.Socket):
+    """Engine.IO's Socket, counting the bytes it holds for its client and dropping the client past the bound."""
+
+    @classmethod
+    def bound(cls, client, max_pending_bytes, address):
+        """Turn an Engine.IO Socket that has just connected into a BoundedSocket."""
+        client.__class__ = cls
+        client.max_pending_bytes = max_pending_bytes
+        client.address = address
+        client.pending_bytes = 0  # queued, or taken by the writer, and not yet written to the connection
+        client.writing_bytes = 0  # the message the WebSocket writer is writing now
+        client.dropped = False
+        client.connection = None  # the TCP socket under a WebSocket
+
+    def send(self, pkt):
+        """Queue a packet for the client, or drop the client if too much is already waiting."""
+        if self.dropped:
+            return  # it is being disconnected: nothing more is kept for it
+        # The message being written does not count: a reader gets one packet larger than
+        # the bound (a join's catch-up) as fast as it reads, and what arrives meanwhile
+        # stays small. Only a client that stops reading lets data pile up behind it.
+        if self.pending_bytes - self.writing_bytes > self.max_pending_bytes and not (self.closing or self.closed):
+            self.drop()
+            return
+        self.pending_bytes += encoded_size(pkt)
+        super().send(pkt)
+
+    def poll(self):
+        """Take the queued packets, for a long-polling response or the WebSocket writer."""
+        packets = super().poll()
+        # Long-polling: they leave in this response (if the client does not read it,
+        # that one batch, at most the bound and a packet, waits in its handler).
+        if not self.upgraded:
+            self.written(sum(encoded_size(pkt) for pkt in packets))
+        return packets
+
+    def written(self, nbytes):
+        """Take bytes that reached the connection off the count."""
+        # Never below zero: the open and upgrade packets were queued before the count began.
+        self.pending_bytes = max(0, self.pending_bytes - nbytes)
+
+    def _websocket_handler(self, ws):
+        self.connection = tcp_connection(ws)
+        return super()._websocket_handler(CountingWebSocket(ws, self))
+
+    def drop(self):
+        """Disconnect the client for not reading: count it, log it, free its queue, close it."""
+        self.dropped = True
+        transport = "websocket" if self.upgraded else "polling"
+        SLOW_CLIENTS_DROPPED.labels(transport).inc()
+        log.warning(
+            "disconnected slow client %s (%s, %s): %d bytes waiting for it, over SOCKET_MAX_PENDING_BYTES=%d",
+            self.sid, transport, self.address, self.pending_bytes - self.writing_bytes, self.max_pending_bytes,
+        )  # fmt: skip
+        self.discard_queued()
+        # Not here: send() runs inside an emit to a whole room, and the disconnect
+        # handlers (presence, database) would hold up every other recipient.
+        self.server.start_background_task(self.cut_off)
+
+    def discard_queued(self):
+        """Empty the queue now, so its packets are freed before the connection is."""
+        empty = self.server.get_queue_empty_exception()
+        while True:
+            try:
+                self.queue.get(block=False)
+            except empty:
+                return
+            self.queue.task_done()  # a close(wait=True) joins the queue
+
+    def cut_off(self):
+        """Close the Engine.IO session, then the TCP connection the writer may be blocked on."""
+        self.close(wait=False, abort=True, reason=self.server.reason.SERVER_DISCONNECT)
+        if self.connection is not None:
+            # The writer is blocked in sendall on a full window, with packets in hand:
+            # only failing that write ends it, and with it the WebSocket handler.
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:  # already gone
+                pass
+        if self.server.sockets.get(self.sid) is self:
+            del self.server.sockets[self.sid]
+
+
+class CountingWebSocket:
+    """The WebSocket Engine.IO's writer writes to, telling its Socket what each write took off the count."""
+
+    def __init__(self, ws, owner):
+        self.ws, self.owner = ws, owner
+
+    def send(self, message):
+        """Write one encoded packet, counted as being written until it is."""
+        counted = self.owner.upgraded  # the upgrade's probe answer was never queued
+        size = len(message)
+        if counted:
+            self.owner.writing_bytes = size
+        try:
+            return self.ws.send(message)
+        finally:
+            if counted:
+                self.owner.writing_bytes = 0
+                self.owner.written(size)
+
+    def __getattr__(self, name):
+        return getattr(self.ws, name)
+
+
+def tcp_connection(ws):
+    """Return the client's TCP socket under engineio's gevent-websocket wrapper, or None."""
+    # engineio's WebSocketWSGI keeps gevent-websocket's WebSocket as _sock, and that
+    # keeps the request handler, whose socket is the client's connection.
+    return getattr(getattr(getattr(ws, "_sock", None), "handler", None), "socket", None)
