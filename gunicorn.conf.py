@@ -118,6 +118,14 @@ def close_when_idle(handler_class, seconds):
                 return super().read_requestline()
             return ""
 
+        def upgrade_websocket(self):
+            # gevent-websocket refuses a bad upgrade (no Sec-WebSocket-Version) with a
+            # text body, which pywsgi cannot write: the client got nothing and the log a traceback.
+            result = super().upgrade_websocket()
+            if isinstance(result, list):
+                return [part.encode() if isinstance(part, str) else part for part in result]
+            return result
+
     return Handler
 
 

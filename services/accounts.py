@@ -8,6 +8,7 @@ from functools import cache
 from flask import current_app, session
 from flask_login import login_user, logout_user
 from gevent import get_hub, monkey
+from gevent.lock import BoundedSemaphore
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
@@ -64,14 +65,23 @@ def authenticate(username, password, address):
 @cache
 def unknown_user_hash():
     """Return a hash made like real ones, for checking passwords of names that do not exist."""
-    return generate_password_hash("no user has this password")
+    return off_the_event_loop(generate_password_hash, "no user has this password")
 
 
 def off_the_event_loop(function, *args):
     """Run CPU-heavy work (password hashing) in gevent's thread pool, so the worker keeps serving everyone else."""
-    if monkey.is_module_patched("threading"):  # a gunicorn gevent worker; tests and scripts call it directly
+    if not monkey.is_module_patched("threading"):  # tests and scripts; a gunicorn gevent worker is patched
+        return function(*args)
+    # One hash at a time per process: each takes a core for ~80 ms, and several at
+    # once starve the event loop's own thread of CPU. More logins wait their turn.
+    with hashing_turn():
         return get_hub().threadpool.apply(function, args)
-    return function(*args)
+
+
+@cache
+def hashing_turn():
+    """Return this process's lock for its one password hash at a time (made in the worker, after the fork)."""
+    return BoundedSemaphore(1)
 
 
 def _serializer():

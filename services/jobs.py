@@ -18,7 +18,7 @@ from errors import ProtocolError
 from extensions import db, socketio
 from models import BOT_USERNAME, Job, User, utcnow
 from services import chat
-from validation import validate
+from validation import MAX_ID, validate
 
 log = logging.getLogger(__name__)
 NAMESPACE = "/jobs"
@@ -101,7 +101,7 @@ def task_id(job_id, attempt):
 
 def owned_job(job_id, user):
     """Return the user's job; someone else's answers not_found, as a missing one does."""
-    job = db.session.get(Job, job_id)
+    job = db.session.get(Job, job_id) if job_id <= MAX_ID else None  # a URL may hold any number
     if job is None or job.owner_id != user.id:
         raise ProtocolError("not_found", f"no job {job_id}")
     return job

@@ -259,11 +259,12 @@ def test_text_no_database_can_store_is_invalid(connect, alice, text):
         ("2/chat,7[1,{}]", ""),  # a number for a name
         ("2/chat,7" + "[" * 50_000 + "]" * 50_000, ""),  # past the recursion limit
         ('2/chat,7["send",{"room":"general"}]', "send"),
+        ('51-/chat,7["send",{"_placeholder":true,"num":0}]', ""),  # binary: not part of the protocol
     ],
 )
 def test_every_event_packet_decodes_to_an_event_a_namespace_can_answer(encoded, name):
     decoded = AnsweringPacket(encoded_packet=encoded)
-    assert decoded.id == 7 and decoded.data[0] == name
+    assert decoded.id == 7 and decoded.data[0] == name and decoded.attachment_count == 0
 
 
 def test_a_packet_python_socketio_cannot_handle_is_dropped_with_one_log_line(app, caplog):

@@ -1,13 +1,15 @@
-"""Each client's outgoing queue, bounded: a client with too much data waiting for it is disconnected."""
+"""Each client's Engine.IO socket: its outgoing queue bounded, and a malformed frame closing it with one log line."""
 
 import logging
 import socket
 
+from engineio import exceptions, packet
 from engineio import socket as engineio_socket
 
 from metrics import SLOW_CLIENTS_DROPPED
 
 log = logging.getLogger(__name__)
+PACKET_TYPES = frozenset("0123456")  # Engine.IO's, as a text frame's first character
 
 # Why: Engine.IO keeps what the server sends a client in an unbounded queue per
 # connection (Socket.queue). Its WebSocket writer greenlet moves the queue into
@@ -92,6 +94,33 @@ class BoundedSocket(engineio_socket.Socket):
         self.connection = tcp_connection(ws)
         return super()._websocket_handler(CountingWebSocket(ws, self))
 
+    def handle_post_request(self, environ):
+        """Take a long-polling POST; a body that is no Engine.IO payload closes the session with one log line."""
+        try:
+            super().handle_post_request(environ)
+        except (ValueError, exceptions.EngineIOError) as error:
+            self.refuse("polling", error)
+            # Answered 400 by engineio, which would otherwise also wait for this
+            # client to poll for a close packet, holding the request open.
+            raise exceptions.EngineIOError() from None
+
+    def refuse(self, transport, error):
+        """Close the session of a client that sent something malformed, without waiting for it."""
+        log.warning("closed %s session %s (%s): malformed packet: %s", transport, self.sid, self.address, error)
+        self.close(wait=False, abort=True, reason=self.server.reason.CLIENT_DISCONNECT)
+        self.server.sockets.pop(self.sid, None)
+
+
+def malformed(frame):
+    """Tell whether a WebSocket frame is no Engine.IO packet (engineio would fail on it with a traceback)."""
+    if not isinstance(frame, str) or frame[:1] in PACKET_TYPES:
+        return False  # binary frames, and the usual text ones, decode
+    try:
+        packet.Packet(encoded_packet=frame)  # "b" + base64, or a type digit of another script
+    except ValueError:
+        return True
+    return False
+
     def drop(self):
         """Disconnect the client for not reading: count it, log it, free its queue, close it."""
         self.dropped = True
@@ -148,6 +177,16 @@ class CountingWebSocket:
             if counted:
                 self.owner.writing_bytes = 0
                 self.owner.written(size)
+
+    def wait(self):
+        """Read the next frame; a malformed one ends the connection as the client's close would."""
+        frame = self.ws.wait()
+        if frame is not None and malformed(frame):
+            # As a close: engineio then writes what is queued (earlier events' acks) and closes.
+            log.warning("closing websocket session %s (%s): malformed frame %r", self.owner.sid,
+                        self.owner.address, frame[:40])  # fmt: skip
+            return None
+        return frame
 
     def __getattr__(self, name):
         return getattr(self.ws, name)
