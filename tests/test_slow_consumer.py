@@ -37,6 +37,7 @@ def slow_stack(tmp_root, redis_url):
     with running_stack(tmp_root, redis_url, "slowconsumer", **env) as real:
         real.start_web()
         yield real
+        print(f"--- web log\n{real.web.output()[-4000:]}")  # shown when a test failed
 
 
 # --- clients that stop reading ---

@@ -110,17 +110,6 @@ class BoundedSocket(engineio_socket.Socket):
         self.close(wait=False, abort=True, reason=self.server.reason.CLIENT_DISCONNECT)
         self.server.sockets.pop(self.sid, None)
 
-
-def malformed(frame):
-    """Tell whether a WebSocket frame is no Engine.IO packet (engineio would fail on it with a traceback)."""
-    if not isinstance(frame, str) or frame[:1] in PACKET_TYPES:
-        return False  # binary frames, and the usual text ones, decode
-    try:
-        packet.Packet(encoded_packet=frame)  # "b" + base64, or a type digit of another script
-    except ValueError:
-        return True
-    return False
-
     def drop(self):
         """Disconnect the client for not reading: count it, log it, free its queue, close it."""
         self.dropped = True
@@ -197,3 +186,14 @@ def tcp_connection(ws):
     # engineio's WebSocketWSGI keeps gevent-websocket's WebSocket as _sock, and that
     # keeps the request handler, whose socket is the client's connection.
     return getattr(getattr(getattr(ws, "_sock", None), "handler", None), "socket", None)
+
+
+def malformed(frame):
+    """Tell whether a WebSocket frame is no Engine.IO packet (engineio would fail on it with a traceback)."""
+    if not isinstance(frame, str) or frame[:1] in PACKET_TYPES:
+        return False  # binary frames, and the usual text ones, decode
+    try:
+        packet.Packet(encoded_packet=frame)  # "b" + base64, or a type digit of another script
+    except ValueError:
+        return True
+    return False
