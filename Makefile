@@ -1,15 +1,20 @@
-# Roomcast: `make run` starts everything, `make test` runs the whole suite.
+# Roomcast: `make run` starts everything, `make test` runs the suite, `make chaos` the fault suite.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format deps dev-deps bench bench-quick bench-deps clean
+.PHONY: run test chaos lint format deps dev-deps bench bench-quick bench-deps clean
 
 run: deps
 	$(BIN)/python devserver.py
 
 test: dev-deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not chaos" $(PYTEST_ARGS)
+
+# The chaos suite (tests/test_chaos.py): the real stack broken on purpose; each
+# scenario prints its figures (-s). CHAOS_SEED=<n> replays a run's choices.
+chaos: dev-deps
+	$(BIN)/python -m pytest -m chaos -s -v tests/test_chaos.py $(PYTEST_ARGS)
 
 lint: dev-deps
 	$(BIN)/ruff check .
