@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 .PHONY: run test chaos lint format deps dev-deps bench bench-quick bench-deps clean
 
 run: deps
-	$(BIN)/python devserver.py
+	$(BIN)/python -m devtools.devserver
 
 test: dev-deps
 	$(BIN)/python -m pytest -m "not chaos" $(PYTEST_ARGS)

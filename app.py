@@ -1,4 +1,4 @@
-"""The application factory: wires Flask, Socket.IO, the database, Redis and Celery."""
+"""The application factory: wires Flask, Socket.IO, the database, Redis and Celery; a web process's background work."""
 
 import logging
 import sqlite3
@@ -15,21 +15,14 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import INSTANCE_PATH, PROJECT_ROOT, Config
-from errors import ProtocolError
+from core.errors import ProtocolError
+from core.metrics import HTTP_REQUESTS
 from extensions import csrf, db, login_manager, migrate, redis_store, socketio
-from metrics import HTTP_REQUESTS
 from models import User
-from resources.socket.outbox import bound_outboxes
-from services import accounts
+from services import accounts, throttle
 from services.accounts import session_user
-from socket_manager import client_manager
-from socket_views import (
-    RESYNC_NAMESPACES,
-    AnsweringPacket,
-    drop_bad_packets,
-    prepare_event_contexts,
-    register_namespaces,
-)
+from services.jobs import sweeper
+from socket_views import init_socketio
 
 SOCKET_IO_CLIENT = PROJECT_ROOT / "node_modules" / "socket.io-client" / "dist"
 
@@ -57,6 +50,14 @@ def create_app(config=None):
     return app
 
 
+def start_background_work(app):
+    """Start what a web process runs beside its clients (wsgi.py calls this; tests and Celery do not)."""
+    # Every web process sweeps; the sweep's conditional updates let only one act on a job.
+    socketio.start_background_task(sweeper.supervise, app)
+    # The connections this process holds count toward their users' limits while it lives.
+    socketio.start_background_task(throttle.keep_process_alive_forever)
+
+
 def register_extensions(app):
     """Configure the bare extension instances."""
     db.init_app(app)
@@ -66,25 +67,7 @@ def register_extensions(app):
     login_manager.init_app(app)
     login_manager.login_view = "pages.login"
     login_manager.user_loader(session_user)
-    socketio.init_app(
-        app,
-        async_mode="gevent",
-        client_manager=client_manager(
-            app.config["SOCKETIO_MESSAGE_QUEUE"], app.config["SOCKETIO_CHANNEL"], RESYNC_NAMESPACES
-        ),
-        cors_allowed_origins=app.config["CORS_ALLOWED_ORIGINS"],
-        transports=app.config["SOCKETIO_TRANSPORTS"],
-        max_http_buffer_size=app.config["SOCKETIO_MAX_HTTP_BUFFER_SIZE"],
-        # One client's events run one after another, in the order it sent them:
-        # two quick sends are stored in that order. Different clients still run at once.
-        async_handlers=False,
-        serializer=AnsweringPacket,
-    )
-    drop_bad_packets(socketio.server)
-    bound_outboxes(socketio.server, app.config["SOCKET_MAX_PENDING_BYTES"])
-    # init_app builds a new Socket.IO server, so namespaces are registered after it.
-    register_namespaces(socketio, bench=app.config["BENCH_NAMESPACE"])
-    prepare_event_contexts(app)
+    init_socketio(app)
 
 
 @event.listens_for(Engine, "connect")

@@ -2,14 +2,14 @@
 
 from flask_socketio import SocketIO
 
-import celery_redis_transport
 from app import create_app
-from socket_manager import emitter_manager
-from socket_views import RESYNC_NAMESPACES
+from resources.socket.manager import emitter_manager
+from services import channels
+from services.jobs import redis_transport
 
 # Before any broker connection: the worker's Redis transport must survive Redis
-# restarting, which kombu's own does not (see celery_redis_transport.py).
-celery_redis_transport.register()
+# restarting, which kombu's own does not (see services/jobs/redis_transport.py).
+redis_transport.register()
 
 flask_app = create_app()
 celery = flask_app.extensions["celery"]
@@ -17,9 +17,12 @@ celery = flask_app.extensions["celery"]
 # web processes' message queue and channel; they deliver to the browsers.
 # A publish that fails (Redis away) is followed, once Redis is back, by a resync
 # that tells every client to catch up from the database.
-flask_app.extensions["socketio_emitter"] = SocketIO(
-    message_queue=flask_app.config["REDIS_URL"],
-    client_manager=emitter_manager(
-        flask_app.config["REDIS_URL"], flask_app.config["SOCKETIO_CHANNEL"], RESYNC_NAMESPACES
+channels.use_emitter(
+    flask_app,
+    SocketIO(
+        message_queue=flask_app.config["REDIS_URL"],
+        client_manager=emitter_manager(
+            flask_app.config["REDIS_URL"], flask_app.config["SOCKETIO_CHANNEL"], channels.RESYNC_NAMESPACES
+        ),
     ),
 )

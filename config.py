@@ -150,7 +150,6 @@ class Config:
         self.JOBS_PER_USER = env_int("JOBS_PER_USER", 5)
         # Proxies in front that set X-Forwarded-For (nginx in deploy/: 1); their address is not the client's.
         self.PROXY_FIX_X_FOR = env_int("PROXY_FIX_X_FOR", 0)
-        self.BENCH_NAMESPACE = env_bool("BENCH_NAMESPACE", False)  # /bench, for make bench only
         self.TOKEN_MAX_AGE = env_int("TOKEN_MAX_AGE", 86_400)
         # A browser's login lasts at most this long, even if its cookie is kept.
         self.SESSION_MAX_AGE = env_int("SESSION_MAX_AGE", 14 * 86_400)

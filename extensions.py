@@ -6,7 +6,7 @@ from flask_socketio import SocketIO
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 
-from redis_store import RedisStore
+from core.redis_store import RedisStore
 
 db = SQLAlchemy()
 migrate = Migrate()

@@ -8,7 +8,7 @@ import tempfile
 
 from config import ConfigError, cors_allowed_origins, env, env_bool, env_int
 
-# Metrics from every worker meet in files in this folder (see metrics.py). It
+# Metrics from every worker meet in files in this folder (see core/metrics.py). It
 # must be set before anything imports prometheus_client, which picks its
 # storage at import, and workers inherit what the master imported.
 OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
@@ -31,7 +31,6 @@ graceful_timeout = env_int("GRACEFUL_TIMEOUT", 20)
 # Seconds an idle keep-alive connection stays open (applied in post_worker_init:
 # gunicorn's pywsgi-based workers do not apply it themselves).
 keepalive = env_int("KEEPALIVE", 5)
-FIRST_REQUEST_SECONDS = 10  # a new connection's first request line must come within this
 SUBSCRIBE_TIMEOUT = 10  # seconds a new worker waits for its Redis listener before it serves
 accesslog = os.environ.get("ACCESS_LOG", "-") or None  # empty: no access log
 errorlog = "-"
@@ -100,80 +99,8 @@ def child_exit(server, worker):
     multiprocess.mark_process_dead(worker.pid)
 
 
-def close_when_idle(handler_class, seconds):
-    """Return handler_class, closing a connection idle for `seconds` between requests (0: after each)."""
-    import gevent
-
-    class Handler(handler_class):
-        served = False  # per connection: gevent makes a handler for each
-
-        def read_requestline(self):
-            # Else an idle keep-alive connection (a browser's, nginx's upstream pool)
-            # holds a worker_connections slot for ever, and holds up a graceful
-            # shutdown until graceful_timeout.
-            first, self.served = not self.served, True
-            if not first and seconds <= 0:
-                return ""  # keep-alive off; gevent's handler closes the connection
-            with gevent.Timeout(max(seconds, FIRST_REQUEST_SECONDS) if first else seconds, False):
-                return super().read_requestline()
-            return ""
-
-        def upgrade_websocket(self):
-            # gevent-websocket refuses a bad upgrade (no Sec-WebSocket-Version) with a
-            # text body, which pywsgi cannot write: the client got nothing and the log a traceback.
-            result = super().upgrade_websocket()
-            if isinstance(result, list):
-                return [part.encode() if isinstance(part, str) else part for part in result]
-            return result
-
-    return Handler
-
-
 def post_worker_init(worker):
-    """Close idle connections, start the sweeper, subscribe to Redis, close sockets on SIGTERM, tune the GC."""
-    import gc
-    import signal
+    """Subscribe to Redis, close idle connections, close sockets on SIGTERM, tune the GC (resources/socket/)."""
+    from resources.socket.gunicorn_worker import serve_in_worker
 
-    import gevent
-
-    from extensions import socketio
-    from services.jobs import supervise
-    from services.throttle import keep_process_alive_forever
-    from socket_views import close_all_connections
-
-    if worker.wsgi_handler is not None:  # pywsgi-based workers (ours); `-k gevent` has its own keepalive
-        worker.wsgi_handler = close_when_idle(worker.wsgi_handler, keepalive)
-    # Every web process sweeps; the sweep's conditional updates let only one act on a job.
-    gevent.spawn(supervise, worker.wsgi)
-    # The connections this process holds count toward their users' limits while it lives.
-    gevent.spawn(keep_process_alive_forever)
-
-    # Subscribe to the Socket.IO channel before serving: python-socketio would do it
-    # at the first connect, and lose what is published until the subscription is in.
-    # If Redis is away, serve anyway; /readyz says 503 until the listener is subscribed.
-    if not socketio.server.manager.wait_subscribed(SUBSCRIBE_TIMEOUT):
-        worker.log.warning("the Redis listener is not subscribed after %s s; /readyz answers 503", SUBSCRIBE_TIMEOUT)
-
-    stop_accepting = worker.handle_exit
-
-    def close_connections_until_exit():
-        # Without this, open WebSockets keep the worker until graceful_timeout
-        # and then die with it, unannounced; closed cleanly, clients reconnect
-        # elsewhere. Repeated: the worker accepts for up to a second more.
-        while True:
-            close_all_connections(socketio)
-            gevent.sleep(0.5)
-
-    def handle_exit(signum, frame):
-        stop_accepting(signum, frame)
-        gevent.spawn(close_connections_until_exit)
-
-    signal.signal(signal.SIGTERM, handle_exit)
-
-    # The app and its libraries are loaded: keep those objects out of every later
-    # full garbage collection, whose pauses stall every client of this worker, and
-    # collect the young generation every 10,000 allocations instead of 700, which
-    # made full collections rare (docs/benchmarks.md, "Profiling").
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
+    serve_in_worker(worker, keepalive, SUBSCRIBE_TIMEOUT)

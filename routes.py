@@ -6,12 +6,12 @@ from flask import Blueprint, Response, current_app, flash, redirect, render_temp
 from flask_login import current_user, login_required
 from sqlalchemy import text
 
-import metrics
-from errors import ProtocolError
+from core import metrics
+from core.errors import ProtocolError
 from extensions import db, redis_store, socketio
-from forms import LoginForm, RegisterForm
-from services import jobs
+from resources.forms import LoginForm, RegisterForm
 from services.accounts import authenticate, create_user, end_everywhere, end_session, start_session
+from services.jobs import state as jobs_state
 
 pages = Blueprint("pages", __name__)
 ops = Blueprint("ops", __name__)
@@ -22,6 +22,12 @@ ops = Blueprint("ops", __name__)
 def index():
     """Serve the chat page."""
     return render_template("index.html", transports=current_app.config["SOCKETIO_TRANSPORTS"])
+
+
+@pages.get("/favicon.ico")
+def favicon():
+    """Serve the icon where browsers and crawlers look for it without a <link rel="icon">."""
+    return current_app.send_static_file("favicon.svg")
 
 
 @pages.route("/login", methods=["GET", "POST"])
@@ -113,7 +119,7 @@ def check_listener():
 def metrics_page():
     """Expose Prometheus metrics, summed over every web process."""
     try:
-        body = metrics.render(jobs.count_by_kind_and_status)
+        body = metrics.render(jobs_state.count_by_kind_and_status)
     finally:
         db.session.remove()
     return Response(body, mimetype="text/plain; version=0.0.4; charset=utf-8")

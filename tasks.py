@@ -8,11 +8,12 @@ import csv
 import json
 import os
 
+from core.validation import ROOM_NAME, Field
 from extensions import db
 from models import Message, User, isoformat
-from services import chat, jobs
-from services.job_runner import job_task
-from validation import ROOM_NAME, Field
+from services import chat
+from services.jobs.state import export_file
+from services.jobs.worker import job_task
 
 EXPORT_BATCH = 500  # rows between progress reports
 
@@ -42,7 +43,7 @@ def export(run, room, format):
     """Write every message of a room to a CSV or JSON file that only the owner may download."""
     found = chat.readable_room(room, run.owner)  # again: membership may have changed since
     total = db.session.scalar(db.select(db.func.count()).select_from(Message).filter_by(room_id=found.id))
-    path = jobs.export_file(run.job_id, format)
+    path = export_file(run.job_id, format)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".attempt{run.attempt}.part")
     query = (

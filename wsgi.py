@@ -10,18 +10,9 @@ if monkey.is_module_patched("socket"):
 
     patch_psycopg()
 
-from app import create_app  # noqa: E402
+from app import create_app, start_background_work  # noqa: E402
+from resources.socket.gunicorn_worker import quiet_websocket_close  # noqa: E402
 
 app = create_app()
-
-
-class IgnoreWebSocketClose:
-    """What gevent-websocket calls when a WebSocket closes; Engine.IO handles closes itself."""
-
-    def on_close(self, reason):
-        """Nothing to do."""
-
-
-# Without this attribute gevent-websocket defines a new class at every close (garbage
-# that only the cycle collector frees, in pauses that grow with the number of clients).
-app.current_app = IgnoreWebSocketClose()
+quiet_websocket_close(app)
+start_background_work(app)

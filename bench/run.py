@@ -27,8 +27,8 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
 from config import THROTTLES  # noqa: E402
-from embedded_redis import EmbeddedRedis, free_port  # noqa: E402
-from processes import Process  # noqa: E402
+from devtools.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+from devtools.processes import Process  # noqa: E402
 
 PROJECT_PYTHON = str(ROOT / ".venv" / "bin" / "python")
 SIMPLE_PYTHON = str(BENCH / ".venv-simple" / "bin" / "python")
@@ -156,7 +156,6 @@ class Server:
             instance = run.tmp / f"{self.name}-{port}"
             env.update(
                 {
-                    "BENCH_NAMESPACE": "1",
                     # Thousands of connections of one user, acking as fast as they can.
                     **dict.fromkeys(THROTTLES, "0"),
                     "SECRET_KEY": "bench",
@@ -174,7 +173,15 @@ class Server:
                 check=True,
                 capture_output=True,
             )
-            command = [python, "-m", "gunicorn", "-c", "gunicorn.conf.py", *self.options.get("args", [])]
+            command = [
+                python,
+                "-m",
+                "gunicorn",
+                "-c",
+                "gunicorn.conf.py",
+                *self.options.get("args", []),
+                "bench.roomcast_wsgi:app",
+            ]
             health = "/readyz"
         process = MeasuredProcess(f"{self.name}-{port}", command, env, run.tmp)
         process.wait_for_url(url + health, timeout=60)

@@ -1,6 +1,7 @@
 """Accounts: registration, password checks, and logins (signed API tokens, browser sessions) that can be ended."""
 
 import logging
+import os
 import secrets
 import time
 from functools import cache
@@ -14,12 +15,14 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from errors import ProtocolError
+from core.errors import ProtocolError
 from extensions import db, redis_store, socketio
 from models import BOT_USERNAME, RoomMember, User
 from services import throttle
+from services.channels import login_room, user_room
 
 TOKEN_SALT = "roomcast-api-token"
+HASHING_NICENESS = 10  # a password hash yields the CPU to the event loop when both want it
 log = logging.getLogger(__name__)
 
 
@@ -75,7 +78,18 @@ def off_the_event_loop(function, *args):
     # One hash at a time per process: each takes a core for ~80 ms, and several at
     # once starve the event loop's own thread of CPU. More logins wait their turn.
     with hashing_turn():
-        return get_hub().threadpool.apply(function, args)
+        return get_hub().threadpool.apply(at_low_cpu_priority, (function, *args))
+
+
+def at_low_cpu_priority(function, *args):
+    """Call function(*args) on this OS thread after lowering the thread's CPU priority (Linux: per thread)."""
+    # Else, on a machine with no core to spare, the hash takes CPU time from the
+    # event loop's thread, and every client of the worker waits behind a login storm.
+    try:
+        os.setpriority(os.PRIO_PROCESS, monkey.get_original("_thread", "get_native_id")(), HASHING_NICENESS)
+    except OSError:  # not allowed here; the hash still runs, at normal priority
+        pass
+    return function(*args)
 
 
 @cache
@@ -174,16 +188,6 @@ def delete(user):
     user.username = f"deleted-{user.id}"
     user.password_hash = "!"  # matches no password
     disable(user)
-
-
-def user_room(user_id):
-    """Return the Socket.IO room of every socket of a user."""
-    return f"user:{user_id}"
-
-
-def login_room(login_id):
-    """Return the Socket.IO room of the sockets opened by one login (a session or a token)."""
-    return f"login:{login_id}"
 
 
 def revoke(login_id, seconds):

@@ -3,10 +3,10 @@
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
-from errors import ProtocolError
+from core.errors import ProtocolError
+from core.validation import ROOM_NAME_PATTERN
 from extensions import db
 from models import Message, Room, RoomMember, User
-from validation import ROOM_NAME_PATTERN
 
 
 def get_room(name):

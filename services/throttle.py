@@ -14,7 +14,7 @@ import uuid
 
 from redis.exceptions import RedisError
 
-from errors import ProtocolError
+from core.errors import ProtocolError
 from extensions import redis_store
 
 log = logging.getLogger(__name__)

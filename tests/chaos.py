@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from embedded_redis import EmbeddedRedis, free_port
+from devtools.embedded_redis import EmbeddedRedis, free_port
 from tests.realstack import running_stack
 
 # Fast enough for 20+ messages a second from a few clients; a vanished Celery

@@ -19,7 +19,7 @@ from flask_migrate import upgrade  # noqa: E402
 
 from app import create_app  # noqa: E402
 from config import TestingConfig  # noqa: E402
-from embedded_redis import EmbeddedRedis  # noqa: E402
+from devtools.embedded_redis import EmbeddedRedis  # noqa: E402
 from extensions import db, socketio  # noqa: E402
 from services.accounts import create_user, issue_token  # noqa: E402
 from tests.clients import SocketClient  # noqa: E402

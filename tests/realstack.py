@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from config import THROTTLES
-from embedded_redis import free_port
-from processes import PROJECT_ROOT, Process
+from devtools.embedded_redis import free_port
+from devtools.processes import PROJECT_ROOT, Process
 from tests.databases import create_database, drop_database
 
 

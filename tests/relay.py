@@ -5,7 +5,7 @@ import socket
 import struct
 import threading
 
-from embedded_redis import free_port
+from devtools.embedded_redis import free_port
 
 
 class Link:

@@ -7,8 +7,8 @@ import redis
 
 from extensions import db, socketio
 from models import Message
+from resources.socket.packets import AnsweringPacket
 from services import presence
-from socket_views import AnsweringPacket
 
 NS = "/chat"
 

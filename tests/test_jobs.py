@@ -12,8 +12,8 @@ from celery.app.task import Task
 import tasks
 from extensions import db
 from models import Job, Message, Room, User, utcnow
-from services import jobs
-from services.job_runner import JobCancelled, JobRun, job_task
+from services.jobs import state, sweeper, worker
+from services.jobs.worker import JobCancelled, JobRun, job_task
 
 NS = "/jobs"
 
@@ -47,7 +47,7 @@ def queue(monkeypatch, app):
 def task_id(app, job_id, attempt):
     """Return the Celery task id the app gives an attempt of a job."""
     with app.app_context():
-        return jobs.task_id(job_id, attempt)
+        return state.task_id(job_id, attempt)
 
 
 def run_task(app, job_id, attempt=1):
@@ -55,7 +55,7 @@ def run_task(app, job_id, attempt=1):
     with app.app_context():
         kind = db.session.get(Job, job_id).kind
         db.session.remove()
-    jobs.KINDS[kind].task(job_id, attempt)
+    state.KINDS[kind].task(job_id, attempt)
 
 
 def job_row(app, job_id):
@@ -232,7 +232,7 @@ def test_an_export_of_an_empty_room_is_an_empty_file(app, connect, alice, queue)
     )["job"]
     run_task(app, job["id"])
     with app.app_context():
-        assert json.loads(jobs.export_file(job["id"], "json").read_text()) == []
+        assert json.loads(state.export_file(job["id"], "json").read_text()) == []
 
 
 @pytest.fixture
@@ -245,7 +245,7 @@ def failing_kind():
         raise ValueError("the disk is full")
 
     yield
-    jobs.KINDS.pop("explode")
+    state.KINDS.pop("explode")
 
 
 def test_a_task_that_raises_ends_failed_with_its_error_and_a_log_line(app, connect, alice, queue, failing_kind, caplog):
@@ -276,7 +276,7 @@ def test_cancelling_a_running_job_stops_it_at_its_next_checkpoint(app, connect, 
     client = connect(alice, namespace=NS)
     job = call(client, "start", {"kind": "sleep", "params": {"seconds": 60, "steps": 1}})["job"]
     with app.app_context():
-        assert jobs.claim(job["id"], 1, fresh_seconds=4)
+        assert worker.claim_attempt(job["id"], 1, fresh_seconds=4)
         run = JobRun(db.session.get(Job, job["id"]), 1)
         run.heartbeat_every = 0
         run.checkpoint()  # not cancelled yet
@@ -316,8 +316,8 @@ def test_a_task_put_back_after_its_process_died_runs_once_the_heartbeat_stops(ap
     client = connect(alice, namespace=NS)
     job = call(client, "start", {"kind": "sleep", "params": {"seconds": 0, "steps": 1}})["job"]
     with app.app_context():
-        assert jobs.claim(job["id"], 1, fresh_seconds=1)  # a process took it, then died
-        assert not jobs.claim(job["id"], 1, fresh_seconds=1)  # its heartbeat is still fresh
+        assert worker.claim_attempt(job["id"], 1, fresh_seconds=1)  # a process took it, then died
+        assert not worker.claim_attempt(job["id"], 1, fresh_seconds=1)  # its heartbeat is still fresh
         db.session.remove()
     run_task(app, job["id"], attempt=1)  # the same task, back in the queue
     assert job_row(app, job["id"])["status"] == "succeeded"
@@ -334,7 +334,7 @@ def make_stale(app, job_id, **values):
 
 def sweep(app):
     with app.app_context():
-        jobs.sweep_stale_jobs()
+        sweeper.sweep_stale_jobs()
         db.session.remove()
 
 
@@ -391,11 +391,11 @@ def test_a_job_started_while_the_queue_is_down_is_queued_when_it_is_back(monkeyp
         ack = call(client, "start", {"kind": "sleep", "params": {"seconds": 1, "steps": 1}})
         assert ack["ok"] and ack["job"]["status"] == "queued" and queue["tasks"] == []
         with app.app_context():
-            jobs.sweep_stale_jobs()  # still down: nothing queued, nothing lost
+            sweeper.sweep_stale_jobs()  # still down: nothing queued, nothing lost
             db.session.remove()
     assert queue["tasks"] == []
     with app.app_context():
-        jobs.sweep_stale_jobs()
+        sweeper.sweep_stale_jobs()
         assert [job.dispatch_pending for job in db.session.scalars(db.select(Job))] == [False]
         db.session.remove()
     assert [args for _, args, _ in queue["tasks"]] == [(ack["job"]["id"], 1)]
@@ -408,7 +408,7 @@ def test_metrics_count_jobs_by_kind_and_status(client, connect, alice, queue):
 
 
 def test_the_tasks_module_registers_both_kinds():
-    assert {"sleep", "export"} <= set(jobs.KINDS) and tasks.sleep.name == "roomcast.jobs.sleep"
+    assert {"sleep", "export"} <= set(state.KINDS) and tasks.sleep.name == "roomcast.jobs.sleep"
 
 
 def test_csv_cells_a_spreadsheet_would_run_are_escaped(app, client, connect, alice, queue):

@@ -1,7 +1,7 @@
 """Health checks and metrics."""
 
 from app import create_app
-from embedded_redis import free_port
+from devtools.embedded_redis import free_port
 from tests.conftest import config_for
 
 

@@ -93,3 +93,11 @@ def test_every_response_carries_the_security_headers(client):
         csp = headers["Content-Security-Policy"]
         assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "object-src 'none'" in csp
         assert headers["X-Content-Type-Options"] == "nosniff" and headers["Referrer-Policy"] == "same-origin"
+
+
+def test_every_page_names_an_icon_that_is_served(client):
+    page = client.get("/login").get_data(as_text=True)
+    assert 'rel="icon" href="/static/favicon.svg"' in page
+    for path in ("/static/favicon.svg", "/favicon.ico"):
+        with client.get(path) as answer:
+            assert answer.status_code == 200 and answer.mimetype == "image/svg+xml", path

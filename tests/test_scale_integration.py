@@ -14,7 +14,7 @@ import pytest
 import requests
 import socketio
 
-from embedded_redis import free_port
+from devtools.embedded_redis import free_port
 from tests.clients import SocketClient, follow_to_the_end, register, session_from
 from tests.conftest import FAST_JOB_RECOVERY
 from tests.realstack import nginx_binary, running_stack

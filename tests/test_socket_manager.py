@@ -7,8 +7,8 @@ import pytest
 import redis
 import socketio
 
-from embedded_redis import EmbeddedRedis
-from socket_manager import IndexedManager, ResyncingRedisManager
+from devtools.embedded_redis import EmbeddedRedis
+from resources.socket.manager import IndexedManager, ResyncingRedisManager
 
 
 def connect_clients(manager, count, namespace="/chat"):

@@ -3,7 +3,7 @@
 import pytest
 
 from app import create_app
-from embedded_redis import free_port
+from devtools.embedded_redis import free_port
 from tests.conftest import config_for
 
 LIMITS = {
@@ -102,9 +102,9 @@ def test_connections_are_limited_per_user_and_freed_on_disconnect(connect, alice
 
 
 def test_unfinished_jobs_are_limited_per_user(connect, alice, monkeypatch):
-    from services import jobs
+    from services.jobs import state
 
-    monkeypatch.setattr(jobs, "dispatch", lambda job: None)  # stay queued: no broker needed
+    monkeypatch.setattr(state, "dispatch", lambda job: None)  # stay queued: no broker needed
     client = connect(alice, namespace="/jobs")
     start = {"kind": "sleep", "params": {"seconds": 1, "steps": 1}}
     acks = [call(client, "start", start, namespace="/jobs") for _ in range(3)]

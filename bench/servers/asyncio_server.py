@@ -1,5 +1,5 @@
 """The asyncio peer: python-socketio's AsyncServer on uvicorn with the Redis manager,
-serving the same /bench handlers as Roomcast's resources/socket/bench.py.
+serving the same /bench handlers as Roomcast's bench/namespace.py.
 PORT, REDIS_URL and CHANNEL from the environment."""
 
 import os

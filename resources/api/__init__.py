@@ -3,10 +3,10 @@
 from flask import Blueprint, request
 from flask_login import current_user
 
-from errors import ProtocolError
+from core.errors import ProtocolError
+from core.validation import validate
 from extensions import csrf
 from services.accounts import user_from_token
-from validation import validate
 
 api = Blueprint("api", __name__, url_prefix="/api")
 # Bearer-token calls carry no cookie to forge; session calls are checked below.

@@ -2,10 +2,10 @@
 
 from flask import request
 
-from errors import ProtocolError
+from core.errors import ProtocolError
+from core.validation import ROOM_NAME, USERNAME, Field, optional
 from resources.api import api, api_user, json_body
 from services import chat
-from validation import ROOM_NAME, USERNAME, Field, optional
 
 NEW_ROOM = {
     "name": ROOM_NAME,

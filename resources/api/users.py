@@ -2,10 +2,10 @@
 
 from flask import request
 
-from errors import ProtocolError
+from core.errors import ProtocolError
+from core.validation import PASSWORD, USERNAME, Field
 from resources.api import api, api_user, json_body
 from services.accounts import authenticate, create_user, end_everywhere, end_token, issue_token
-from validation import PASSWORD, USERNAME, Field
 
 CREDENTIALS = {"username": USERNAME, "password": PASSWORD}
 # Logging in checks the pair, not the rules new passwords must follow.

@@ -12,12 +12,13 @@ from flask_login import current_user
 from flask_socketio import ConnectionRefusedError, Namespace, join_room
 from redis.exceptions import RedisError
 
-from errors import ProtocolError
+from core.errors import ProtocolError
+from core.metrics import CONNECTED_CLIENTS, SOCKET_EVENTS
+from core.validation import validate
 from extensions import db
-from metrics import CONNECTED_CLIENTS, SOCKET_EVENTS
 from models import User
-from services import accounts, throttle
-from validation import validate
+from services import accounts, chat, throttle
+from services.channels import login_room, user_room
 
 log = logging.getLogger(__name__)
 LIFECYCLE_EVENTS = ("connect", "disconnect")
@@ -80,6 +81,16 @@ class BaseSocket(Namespace):
             raise ProtocolError("unauthorized", "this account no longer exists")
         return user
 
+    def readable_room(self, name):
+        """Return the chat room `name` if the caller may read it; not_found otherwise, whether it exists or not."""
+        return chat.readable_room(name, self.user)
+
+    def join_readable_room(self, name, channel):
+        """Join the Socket.IO room channel(name) only if the caller may read the chat room `name`; return that room."""
+        room = self.readable_room(name)
+        join_room(channel(name))
+        return room
+
     def on_connect(self, auth):
         """Accept a session cookie or auth={"token"}; refuse anything else as unauthorized."""
         if isinstance(auth, dict) and "token" in auth:
@@ -94,9 +105,9 @@ class BaseSocket(Namespace):
         config = current_app.config
         throttle.admit_connection(user_id, request.sid, config["CONNECTIONS_PER_USER"], throttle.PROCESS_ID)
         # So that logging out (here, everywhere) or losing the account disconnects it.
-        join_room(accounts.user_room(user_id))
+        join_room(user_room(user_id))
         if login_id:
-            join_room(accounts.login_room(login_id))
+            join_room(login_room(login_id))
         self.user_ids[request.sid] = user_id
         self.buckets[request.sid] = TokenBucket(config["SOCKET_RATE_PER_SECOND"], config["SOCKET_RATE_BURST"])
         CONNECTED_CLIENTS.labels(self.namespace).inc()

@@ -3,18 +3,13 @@
 from flask import current_app, request
 from flask_socketio import join_room, leave_room, rooms
 
-from errors import ProtocolError
+from core.errors import ProtocolError
+from core.validation import CLIENT_ID, MESSAGE_ID, MESSAGE_TEXT, ROOM_NAME, Field, optional
 from resources.socket.base import BaseSocket, payload
 from services import chat, presence, throttle
-from validation import CLIENT_ID, MESSAGE_ID, MESSAGE_TEXT, ROOM_NAME, Field, optional
+from services.channels import chat_room, chat_room_name
 
 HISTORY_LIMIT = 100
-ROOM_PREFIX = "room:"  # keeps room names apart from the per-sid rooms Socket.IO makes
-
-
-def channel(name):
-    """Return the Socket.IO room of a chat room."""
-    return ROOM_PREFIX + name
 
 
 def messages_json(messages):
@@ -42,13 +37,13 @@ class ChatSocket(BaseSocket):
         self.usernames[request.sid] = user.username
         # Follow the room before reading it: a message stored meanwhile then
         # arrives in the ack, as a broadcast, or both (clients drop duplicates by seq).
-        join_room(channel(room))
+        join_room(chat_room(room))
         try:
             return self.catch_up(found, user, since, since_seq)
         except Exception:
             # Never leave a client in the room without its catch-up: it would see
             # live messages after a hole. Out of the room, it simply joins again.
-            leave_room(channel(room))
+            leave_room(chat_room(room))
             raise
 
     def catch_up(self, room, user, since, since_seq):
@@ -80,8 +75,8 @@ class ChatSocket(BaseSocket):
     @payload(room=ROOM_NAME)
     def on_leave(self, room):
         """Leave a room; the user stays a member."""
-        if channel(room) in rooms():
-            leave_room(channel(room))
+        if chat_room(room) in rooms():
+            leave_room(chat_room(room))
             self.exit(room, "left")
 
     @payload(room=ROOM_NAME, text=MESSAGE_TEXT, client_id=CLIENT_ID)
@@ -92,16 +87,16 @@ class ChatSocket(BaseSocket):
         throttle.hit("messages", user.id, limit, 10, "messages")
         found = chat.readable_room(room, user)
         message = chat.post_message(found, user, text, client_id).to_json()
-        self.emit("message", message, room=channel(room))
+        self.emit("message", message, room=chat_room(room))
         return {"message": message}
 
     @payload(room=ROOM_NAME, typing=Field(bool))
     def on_typing(self, room, typing):
         """Tell the others in the room that the user is, or stopped, typing."""
-        if channel(room) not in rooms():
+        if chat_room(room) not in rooms():
             raise ProtocolError("forbidden", f"join {room} first")
         event = {"room": room, "user": self.user.username, "typing": typing}
-        self.emit("typing", event, room=channel(room), include_self=False)
+        self.emit("typing", event, room=chat_room(room), include_self=False)
 
     @payload(
         room=ROOM_NAME,
@@ -124,9 +119,9 @@ class ChatSocket(BaseSocket):
     def on_disconnect(self, reason=None):
         """Mark the user offline in every room this connection had joined."""
         try:
-            for name in rooms():
-                if name.startswith(ROOM_PREFIX):
-                    self.exit(name.removeprefix(ROOM_PREFIX), "offline")
+            for joined in rooms():
+                if (room := chat_room_name(joined)) is not None:
+                    self.exit(room, "offline")
         finally:  # forget the connection even when Redis is away
             self.usernames.pop(request.sid, None)
             super().on_disconnect(reason)
@@ -139,4 +134,4 @@ class ChatSocket(BaseSocket):
 
     def announce(self, room, username, status):
         """Broadcast a presence change to the room."""
-        self.emit("presence", {"room": room, "user": username, "status": status}, room=channel(room))
+        self.emit("presence", {"room": room, "user": username, "status": status}, room=chat_room(room))

@@ -6,7 +6,7 @@ import socket
 from engineio import exceptions, packet
 from engineio import socket as engineio_socket
 
-from metrics import SLOW_CLIENTS_DROPPED
+from core.metrics import SLOW_CLIENTS_DROPPED
 
 log = logging.getLogger(__name__)
 PACKET_TYPES = frozenset("0123456")  # Engine.IO's, as a text frame's first character

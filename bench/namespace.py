@@ -1,14 +1,14 @@
 """The /bench namespace: the handlers the benchmark runs on every server it compares.
 
-Registered only with BENCH_NAMESPACE=1. It goes through everything BaseSocket gives
+Served by bench/roomcast_wsgi.py, never by the product. It goes through everything BaseSocket gives
 a real namespace (token auth, validation, rate limits, acks, metrics), so the figures
 are Roomcast's own; bench/servers/ holds the same handlers for the other servers.
 """
 
 from flask_socketio import join_room
 
+from core.validation import ROOM_NAME, Field
 from resources.socket.base import BaseSocket, payload
-from validation import ROOM_NAME, Field
 
 ECHO_DATA = Field(str, optional=True, max_length=1024)
 

@@ -1,18 +1,16 @@
-"""The /bench namespace that make bench drives: a BaseSocket like any other, off unless asked for."""
+"""The /bench namespace that make bench drives (bench/namespace.py): a BaseSocket like any other, not in the product."""
 
 import pytest
 
-from app import create_app
+from bench.namespace import BenchSocket
 from extensions import socketio
-from tests.conftest import config_for
 
 
 @pytest.fixture
-def bench(monkeypatch, app, database_url, redis_url, alice):
-    """Return a test client of /bench on an app started with BENCH_NAMESPACE=1."""
-    monkeypatch.setenv("BENCH_NAMESPACE", "1")
-    bench_app = create_app(config_for(database_url, redis_url))
-    client = socketio.test_client(bench_app, namespace="/bench", auth={"token": alice["token"]})
+def bench(app, alice):
+    """Return a test client of /bench, registered on the app as bench/roomcast_wsgi.py does."""
+    socketio.on_namespace(BenchSocket("/bench"))
+    client = socketio.test_client(app, namespace="/bench", auth={"token": alice["token"]})
     yield client
     if client.is_connected("/bench"):
         client.disconnect("/bench")
@@ -31,6 +29,6 @@ def test_echo_answers_with_what_was_sent_and_checks_it(bench):
     assert bad["error"]["code"] == "invalid"
 
 
-def test_bench_is_not_served_unless_asked_for(app, alice):
+def test_the_product_does_not_serve_bench(app, alice):
     client = socketio.test_client(app, namespace="/bench", auth={"token": alice["token"]})
     assert not client.is_connected("/bench")

@@ -4,7 +4,7 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import EqualTo, InputRequired, Length, Regexp, ValidationError
 
-from validation import USERNAME_PATTERN, storable
+from core.validation import USERNAME_PATTERN, storable
 
 
 def storable_text(form, field):

@@ -7,7 +7,7 @@ import sys
 import time
 import urllib.request
 
-from embedded_redis import EmbeddedRedis
+from devtools.embedded_redis import EmbeddedRedis
 
 PYTHON = sys.executable
 

@@ -19,7 +19,7 @@ import time
 
 import socketio
 
-from metrics import LISTENER_SUBSCRIBED, PUBLISH_FAILURES, RESYNCS
+from core.metrics import LISTENER_SUBSCRIBED, PUBLISH_FAILURES, RESYNCS
 
 log = logging.getLogger(__name__)
 RESYNC_EVENT = "resync"

@@ -1,15 +1,18 @@
-"""Running a job inside a Celery task: claim it, report progress, stop on cancel, record the end."""
+"""What a Celery worker does with jobs: @job_task; claim an attempt, heartbeat, report progress, record the end."""
 
 import logging
 import time
+from datetime import timedelta
 
 from celery import shared_task
 from flask import current_app
+from sqlalchemy import and_, or_, update
 
-from errors import ProtocolError
+from core.errors import ProtocolError
 from extensions import db
-from models import Job
-from services import jobs
+from models import Job, utcnow
+from services.channels import JOBS, emit, job_room
+from services.jobs import state
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ class JobRun:
     def progress(self, percent, detail=""):
         """Report progress (0 to 100); stored, then emitted to the job's room if it moved forward."""
         self.checkpoint()
-        jobs.record_progress(self.job_id, self.attempt, percent, detail)
+        record_progress(self.job_id, self.attempt, percent, detail)
 
     def checkpoint(self, force=False):
         """Heartbeat every few seconds; raise JobCancelled or JobLost when the job must stop.
@@ -47,7 +50,7 @@ class JobRun:
         if not force and time.monotonic() - self.last_heartbeat < self.heartbeat_every:
             return
         self.last_heartbeat = time.monotonic()
-        cancel_requested = jobs.heartbeat(self.job_id, self.attempt)
+        cancel_requested = heartbeat(self.job_id, self.attempt)
         if cancel_requested is None:
             raise JobLost()
         if cancel_requested:
@@ -71,7 +74,7 @@ def job_task(kind, authorize=None, **params):
 
         task.__doc__ = body.__doc__
 
-        jobs.KINDS[kind] = jobs.JobKind(task=task, params=params, authorize=authorize)
+        state.KINDS[kind] = state.JobKind(task=task, params=params, authorize=authorize)
         return task
 
     return register
@@ -84,8 +87,8 @@ def run_job(body, job_id, attempt):
         log.info("job %s attempt %s: nothing to do (finished, superseded or running elsewhere)", job_id, attempt)
         return
     run = JobRun(job, attempt)
-    running = jobs.progress_event(job_id, job.version, job.progress, "running")
-    jobs.emit("progress", running, jobs.channel(job_id))
+    running = state.progress_event(job_id, job.version, job.progress, "running")
+    emit("progress", running, job_room(job_id), JOBS)
     try:
         result = body(run, **job.params)
     except JobLost:
@@ -93,24 +96,24 @@ def run_job(body, job_id, attempt):
         log.warning("job %s attempt %s: superseded by another attempt; stopping", job_id, attempt)
     except JobCancelled:
         db.session.rollback()
-        jobs.finish(job_id, "cancelled", attempt=attempt)
+        state.finish(job_id, "cancelled", attempt=attempt)
     except ProtocolError as error:  # a refusal the owner should read, e.g. no longer a member
         db.session.rollback()
-        jobs.finish(job_id, "failed", error=error.message, attempt=attempt)
+        state.finish(job_id, "failed", error=error.message, attempt=attempt)
     except Exception as error:
         db.session.rollback()
         log.exception("job %s (%s) failed", job_id, job.kind)
-        jobs.finish(job_id, "failed", error=f"{type(error).__name__}: {error}"[:500], attempt=attempt)
+        state.finish(job_id, "failed", error=f"{type(error).__name__}: {error}"[:500], attempt=attempt)
     else:
         # Clients that draw only progress events see the bar reach 100 before done.
-        jobs.record_progress(job_id, attempt, 100, "finished")
-        jobs.finish(job_id, "succeeded", result=result, attempt=attempt)
+        record_progress(job_id, attempt, 100, "finished")
+        state.finish(job_id, "succeeded", result=result, attempt=attempt)
 
 
 def claim(job, attempt):
     """Take the job for this attempt, telling a dead runner's returned task from a duplicate."""
     fresh = 2 * current_app.config["JOB_HEARTBEAT_SECONDS"]
-    if jobs.claim(job.id, attempt, fresh):
+    if claim_attempt(job.id, attempt, fresh):
         db.session.refresh(job)
         return True
     db.session.refresh(job)
@@ -120,6 +123,46 @@ def claim(job, attempt):
     # process running it just died (acks_late put the task back at once) or the
     # broker delivered it twice. A dead runner's heartbeat stops; wait to see.
     time.sleep(fresh)
-    claimed = jobs.claim(job.id, attempt, fresh)
+    claimed = claim_attempt(job.id, attempt, fresh)
     db.session.refresh(job)
     return claimed
+
+
+def claim_attempt(job_id, attempt, fresh_seconds):
+    """Mark the job running for this attempt; False if it is finished, superseded or alive elsewhere."""
+    now = utcnow()
+    alive_since = now - timedelta(seconds=fresh_seconds)
+    claimable = or_(
+        Job.status == "queued",
+        # A task put back after its process died finds the job running, with a stale heartbeat.
+        and_(Job.status == "running", or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < alive_since)),
+    )
+    statement = update(Job).where(Job.id == job_id, Job.attempt == attempt, claimable)
+    values = {"status": "running", "heartbeat_at": now, "version": Job.version + 1}
+    claimed = db.session.execute(statement.values(**values)).rowcount == 1
+    db.session.commit()
+    return claimed
+
+
+def heartbeat(job_id, attempt):
+    """Record that the attempt is alive; return whether a cancel was asked, or None if it lost the job."""
+    statement = update(Job).where(Job.id == job_id, Job.attempt == attempt, Job.status == "running")
+    alive = db.session.execute(statement.values(heartbeat_at=utcnow())).rowcount == 1
+    db.session.commit()
+    if not alive:
+        return None
+    return db.session.scalar(db.select(Job.cancel_requested).filter_by(id=job_id))
+
+
+def record_progress(job_id, attempt, percent, detail):
+    """Store progress if it moved forward, then emit it; a re-run never moves a bar back."""
+    percent = max(0, min(100, int(percent)))
+    statement = update(Job).where(
+        Job.id == job_id, Job.attempt == attempt, Job.status == "running", Job.progress < percent
+    )
+    values = {"progress": percent, "heartbeat_at": utcnow(), "version": Job.version + 1}
+    version = db.session.execute(statement.values(**values).returning(Job.version)).scalar()
+    db.session.commit()
+    if version is not None:
+        emit("progress", state.progress_event(job_id, version, percent, detail), job_room(job_id), JOBS)
+    return version is not None

@@ -3,7 +3,7 @@
 import re
 from dataclasses import dataclass
 
-from errors import ProtocolError
+from core.errors import ProtocolError
 
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{3,32}")
 ROOM_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")

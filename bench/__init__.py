@@ -1,0 +1,1 @@
+"""The benchmark (bench/README.md): its runner, load generator, peer servers and Roomcast's /bench namespace."""

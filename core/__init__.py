@@ -1,0 +1,1 @@
+"""What every layer shares: error codes, payload validation, metrics, the Redis store."""

@@ -1,0 +1,102 @@
+"""Socket.IO in a gunicorn GeventWebSocketWorker: subscribe before serving, idle and closing connections, GC tuning."""
+
+import gc
+import logging
+import signal
+
+import gevent
+
+from extensions import socketio
+
+log = logging.getLogger(__name__)
+FIRST_REQUEST_SECONDS = 10  # a new connection's first request line must come within this
+
+
+def serve_in_worker(worker, keepalive, subscribe_timeout):
+    """Prepare a gunicorn worker whose app is loaded (post_worker_init) to serve Socket.IO clients."""
+    if worker.wsgi_handler is not None:  # pywsgi-based workers (ours); `-k gevent` has its own keepalive
+        worker.wsgi_handler = close_when_idle(worker.wsgi_handler, keepalive)
+
+    # Subscribe to the Socket.IO channel before serving: python-socketio would do it
+    # at the first connect, and lose what is published until the subscription is in.
+    # If Redis is away, serve anyway; /readyz says 503 until the listener is subscribed.
+    if not socketio.server.manager.wait_subscribed(subscribe_timeout):
+        log.warning("the Redis listener is not subscribed after %s s; /readyz answers 503", subscribe_timeout)
+
+    stop_accepting = worker.handle_exit
+
+    def close_connections_until_exit():
+        # Without this, open WebSockets keep the worker until graceful_timeout
+        # and then die with it, unannounced; closed cleanly, clients reconnect
+        # elsewhere. Repeated: the worker accepts for up to a second more.
+        while True:
+            close_all_connections(socketio)
+            gevent.sleep(0.5)
+
+    def handle_exit(signum, frame):
+        stop_accepting(signum, frame)
+        gevent.spawn(close_connections_until_exit)
+
+    signal.signal(signal.SIGTERM, handle_exit)
+    tune_gc()
+
+
+def tune_gc():
+    """Keep the loaded app out of full collections, and collect the young generation less often."""
+    # Full collections' pauses stall every client of this worker; the young generation
+    # every 10,000 allocations instead of 700 made them rare (docs/benchmarks.md, "Profiling").
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+
+
+def close_all_connections(socketio):
+    """Close every client's Engine.IO connection; clients reconnect (elsewhere) and catch up with since."""
+    eio = socketio.server.eio
+    for sid, client in list(eio.sockets.items()):
+        # Not eio.disconnect(): it waits for each client to take its close packet,
+        # and a long-polling client that does not poll again would stall the rest.
+        client.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
+        eio.sockets.pop(sid, None)
+
+
+def close_when_idle(handler_class, seconds):
+    """Return handler_class, closing a connection idle for `seconds` between requests (0: after each)."""
+
+    class Handler(handler_class):
+        served = False  # per connection: gevent makes a handler for each
+
+        def read_requestline(self):
+            # Else an idle keep-alive connection (a browser's, nginx's upstream pool)
+            # holds a worker_connections slot for ever, and holds up a graceful
+            # shutdown until graceful_timeout.
+            first, self.served = not self.served, True
+            if not first and seconds <= 0:
+                return ""  # keep-alive off; gevent's handler closes the connection
+            with gevent.Timeout(max(seconds, FIRST_REQUEST_SECONDS) if first else seconds, False):
+                return super().read_requestline()
+            return ""
+
+        def upgrade_websocket(self):
+            # gevent-websocket refuses a bad upgrade (no Sec-WebSocket-Version) with a
+            # text body, which pywsgi cannot write: the client got nothing and the log a traceback.
+            result = super().upgrade_websocket()
+            if isinstance(result, list):
+                return [part.encode() if isinstance(part, str) else part for part in result]
+            return result
+
+    return Handler
+
+
+class IgnoreWebSocketClose:
+    """What gevent-websocket calls when a WebSocket closes; Engine.IO handles closes itself."""
+
+    def on_close(self, reason):
+        """Nothing to do."""
+
+
+def quiet_websocket_close(app):
+    """Give gevent-websocket the close handler it looks for on the app."""
+    # Without this attribute gevent-websocket defines a new class at every close (garbage
+    # that only the cycle collector frees, in pauses that grow with the number of clients).
+    app.current_app = IgnoreWebSocketClose()
