@@ -3,13 +3,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test chaos lint format deps dev-deps bench bench-quick bench-deps clean
+.PHONY: run test test-fast chaos lint format deps dev-deps bench bench-quick bench-deps clean
 
 run: deps
 	$(BIN)/python -m devtools.devserver
 
 test: dev-deps
 	$(BIN)/python -m pytest -m "not chaos" $(PYTEST_ARGS)
+
+# The unit tests alone (in-process, under a minute): no gunicorn, Celery, nginx or browser.
+test-fast: dev-deps
+	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
 
 # The chaos suite (tests/test_chaos.py): the real stack broken on purpose; each
 # scenario prints its figures (-s). CHAOS_SEED=<n> replays a run's choices.
@@ -42,14 +46,15 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-# The benchmark (bench/README.md): every server side by side, on loopback.
+# The benchmark (bench/README.md): every server side by side, on loopback. Its runner
+# uses the dev requirements (requests), so a fresh `make run` checkout can bench too.
 bench: bench-deps
 	$(BIN)/python bench/run.py
 
 bench-quick: bench-deps
 	$(BIN)/python bench/run.py --quick
 
-bench-deps: deps bench/node_modules/.installed bench/.venv-peers/.installed bench/.venv-simple/.installed
+bench-deps: dev-deps bench/node_modules/.installed bench/.venv-peers/.installed bench/.venv-simple/.installed
 
 bench/node_modules/.installed: bench/package.json bench/package-lock.json
 	cd bench && npm ci --no-audit --no-fund

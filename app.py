@@ -1,12 +1,14 @@
 """The application factory: wires Flask, Socket.IO, the database, Redis and Celery; a web process's background work."""
 
 import logging
+import re
 import sqlite3
+import uuid
 from pathlib import Path
 
 import click
 from celery import Celery, Task
-from flask import Flask, jsonify, request, send_from_directory
+from flask import Flask, g, jsonify, request, send_from_directory
 from flask.cli import AppGroup
 from redis.exceptions import RedisError
 from sqlalchemy import event
@@ -14,8 +16,9 @@ from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from config import INSTANCE_PATH, PROJECT_ROOT, Config
+from config import PROJECT_ROOT, Config
 from core.errors import ProtocolError
+from core.logs import bind, configure_logging, unbind
 from core.metrics import HTTP_REQUESTS
 from extensions import csrf, db, login_manager, migrate, redis_store, socketio
 from models import User
@@ -24,20 +27,23 @@ from services.accounts import session_user
 from services.jobs import sweeper
 from socket_views import init_socketio
 
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # a proxy's X-Request-ID, as logs may carry it
 SOCKET_IO_CLIENT = PROJECT_ROOT / "node_modules" / "socket.io-client" / "dist"
 
 
 def create_app(config=None):
     """Build the app from a config object (default: Config() read from the environment)."""
-    app = Flask(__name__, instance_path=str(INSTANCE_PATH))
+    app = Flask(__name__, instance_path=str((config := config or Config()).INSTANCE_PATH))
     app.config.from_object(config or Config())
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not logging.root.handlers:  # gunicorn and Celery configure logging before; scripts and flask CLI do not
+        configure_logging(app.config["LOG_FORMAT"], app.config["LOG_LEVEL"])
 
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)
     register_request_metrics(app)
+    register_request_ids(app)
     register_security_headers(app)
     register_commands(app)
     celery_init_app(app)
@@ -81,13 +87,15 @@ def tune_sqlite(dbapi_connection, connection_record):
 
 
 def register_blueprints(app):
-    """Attach the pages, the API, the ops endpoints and the vendored JS client."""
+    """Attach the pages, the API, the ops endpoints, the Socket.IO Admin UI and the vendored JS client."""
     from resources.api import api
+    from resources.socket.admin_ui import admin_ui
     from routes import ops, pages
 
     app.register_blueprint(pages)
     app.register_blueprint(api)
     app.register_blueprint(ops)
+    app.register_blueprint(admin_ui)  # /admin/, answered 404 unless ADMIN_UI is on
 
     @app.get("/vendor/socket.io/<path:filename>")
     def socket_io_client(filename):
@@ -137,6 +145,27 @@ def register_request_metrics(app):
         return response
 
 
+def register_request_ids(app):
+    """Give each HTTP request an id (the client's X-Request-ID if sane, else a new one), in its log lines and answer."""
+
+    @app.before_request
+    def take_request_id():
+        given = request.headers.get("X-Request-ID", "")
+        g.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        g.log_token = bind(request_id=g.request_id)
+
+    @app.after_request
+    def answer_request_id(response):
+        if "request_id" in g:
+            response.headers["X-Request-ID"] = g.request_id
+        return response
+
+    @app.teardown_request
+    def forget_request_id(error):
+        if "log_token" in g:
+            unbind(g.pop("log_token"))
+
+
 def register_security_headers(app):
     """Send every response with a CSP that allows only the app's own scripts and Socket.IO endpoint."""
 
@@ -144,9 +173,10 @@ def register_security_headers(app):
     def add_security_headers(response):
         # The page's only other origin is its own Socket.IO endpoint over ws(s)://.
         host = request.host
+        style_src = " ".join(["'self'", *g.get("csp_style_hashes", ())])  # the Admin UI adds its theme's
         response.headers.setdefault(
             "Content-Security-Policy",
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            f"default-src 'self'; script-src 'self'; style-src {style_src}; img-src 'self' data:; "
             f"connect-src 'self' ws://{host} wss://{host}; object-src 'none'; base-uri 'none'; "
             "form-action 'self'; frame-ancestors 'none'",
         )
@@ -157,7 +187,9 @@ def register_security_headers(app):
 
 
 def register_commands(app):
-    """Add `flask users disable NAME` and `flask users delete NAME` for operators."""
+    """Add `flask users disable|delete|create-admin|grant-admin|revoke-admin NAME` for operators."""
+    from services.channels import user_room
+
     users = AppGroup("users", help="Manage accounts.")
 
     def find(username):
@@ -181,6 +213,38 @@ def register_commands(app):
         new_name = f"deleted-{user.id}"
         accounts.delete(user)
         click.echo(f"{username} is deleted (now {new_name})")
+
+    @users.command("create-admin")
+    @click.argument("username")
+    @click.password_option()
+    def create_admin(username, password):
+        """Create an account that may also log in to the Socket.IO Admin UI (/admin/, with ADMIN_UI=1)."""
+        try:
+            user = accounts.create_user(username, password)
+        except ProtocolError as error:
+            raise click.ClickException(error.message) from None
+        user.is_admin = True
+        db.session.commit()
+        click.echo(f"{username} is created, an admin")
+
+    @users.command("grant-admin")
+    @click.argument("username")
+    def grant_admin(username):
+        """Let an existing user log in to the Socket.IO Admin UI (/admin/, with ADMIN_UI=1)."""
+        user = find(username)
+        user.is_admin = True
+        db.session.commit()
+        click.echo(f"{username} is an admin")
+
+    @users.command("revoke-admin")
+    @click.argument("username")
+    def revoke_admin(username):
+        """Stop a user from using the Socket.IO Admin UI, and disconnect their sockets (they reconnect as a user)."""
+        user = find(username)
+        user.is_admin = False
+        db.session.commit()
+        accounts.disconnect_sockets(user_room(user.id))
+        click.echo(f"{username} is no longer an admin")
 
     app.cli.add_command(users)
 

@@ -11,7 +11,9 @@ def env(name, default=None):
 
 
 PROJECT_ROOT = Path(__file__).resolve().parent
-INSTANCE_PATH = Path(env("ROOMCAST_INSTANCE_PATH", PROJECT_ROOT / "instance"))
+# The instance folder (the SQLite file, the development key, exports) unless
+# ROOMCAST_INSTANCE_PATH names another; Config reads it when instantiated.
+INSTANCE_PATH = PROJECT_ROOT / "instance"
 
 
 class ConfigError(RuntimeError):
@@ -52,9 +54,17 @@ def env_bool(name, default):
     raise ConfigError(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
 
 
-def database_url():
+def log_format():
+    """Read LOG_FORMAT: json (one JSON object per line, the default) or text (readable, for make run)."""
+    value = env("LOG_FORMAT", "json").lower()
+    if value not in ("json", "text"):
+        raise ConfigError(f"LOG_FORMAT must be json or text, got {value!r}")
+    return value
+
+
+def database_url(instance_path):
     """Return DATABASE_URL, defaulting to a SQLite file in the instance folder."""
-    return normalize_database_url(env("DATABASE_URL") or f"sqlite:///{INSTANCE_PATH / 'roomcast.db'}")
+    return normalize_database_url(env("DATABASE_URL") or f"sqlite:///{instance_path / 'roomcast.db'}")
 
 
 def normalize_database_url(url):
@@ -82,16 +92,16 @@ def cors_allowed_origins():
     return origins
 
 
-def secret_key(production):
+def secret_key(production, instance_path):
     """Return SECRET_KEY; in development, generate one and keep it in the instance folder."""
     key = env("SECRET_KEY")
     if key:
         return key
     if production:
         raise ConfigError("SECRET_KEY must be set when ROOMCAST_ENV=production")
-    key_file = INSTANCE_PATH / "secret_key"
+    key_file = instance_path / "secret_key"
     if not key_file.exists():
-        INSTANCE_PATH.mkdir(parents=True, exist_ok=True)
+        instance_path.mkdir(parents=True, exist_ok=True)
         key_file.write_text(secrets.token_hex(32))
         key_file.chmod(0o600)
     return key_file.read_text().strip()
@@ -110,13 +120,16 @@ THROTTLES = (
 
 
 class Config:
-    """Settings from the environment; instantiate to read them."""
+    """Settings from the environment; instantiate to read them (instance_path: instead of ROOMCAST_INSTANCE_PATH)."""
 
-    def __init__(self):
+    def __init__(self, instance_path=None):
+        self.INSTANCE_PATH = Path(instance_path or env("ROOMCAST_INSTANCE_PATH", INSTANCE_PATH))
         self.ENV = env("ROOMCAST_ENV", "development")
+        self.LOG_FORMAT = log_format()  # json or text (core/logs.py)
+        self.LOG_LEVEL = env("LOG_LEVEL", "info").upper()
         production = self.ENV == "production"
-        self.SECRET_KEY = secret_key(production)
-        self.SQLALCHEMY_DATABASE_URI = database_url()
+        self.SECRET_KEY = secret_key(production, self.INSTANCE_PATH)
+        self.SQLALCHEMY_DATABASE_URI = database_url(self.INSTANCE_PATH)
         # Connections per process: events beyond pool_size + max_overflow wait for one (pool_timeout).
         self.SQLALCHEMY_ENGINE_OPTIONS = {
             "pool_pre_ping": True,
@@ -150,6 +163,14 @@ class Config:
         self.JOBS_PER_USER = env_int("JOBS_PER_USER", 5)
         # Proxies in front that set X-Forwarded-For (nginx in deploy/: 1); their address is not the client's.
         self.PROXY_FIX_X_FOR = env_int("PROXY_FIX_X_FOR", 0)
+        # The Socket.IO Admin UI at /admin/ (resources/socket/admin_ui.py): off unless set (make run sets it);
+        # read-only unless ADMIN_UI_FULL=1 (then admins may also emit, join, leave and disconnect).
+        # ADMIN_UI_MODE=production reports server stats only (no sockets, rooms or events), for less.
+        self.ADMIN_UI = env_bool("ADMIN_UI", False)
+        self.ADMIN_UI_FULL = env_bool("ADMIN_UI_FULL", False)
+        self.ADMIN_UI_MODE = env("ADMIN_UI_MODE", "development")
+        if self.ADMIN_UI_MODE not in ("development", "production"):
+            raise ConfigError(f"ADMIN_UI_MODE must be development or production, got {self.ADMIN_UI_MODE!r}")
         self.TOKEN_MAX_AGE = env_int("TOKEN_MAX_AGE", 86_400)
         # A browser's login lasts at most this long, even if its cookie is kept.
         self.SESSION_MAX_AGE = env_int("SESSION_MAX_AGE", 14 * 86_400)
@@ -159,7 +180,7 @@ class Config:
         # Web processes and Celery workers meet on this Redis pub/sub channel;
         # deployments sharing a Redis keep apart by REDIS_KEY_PREFIX.
         self.SOCKETIO_CHANNEL = self.REDIS_KEY_PREFIX + "socketio"
-        self.EXPORT_DIR = env("EXPORT_DIR") or str(INSTANCE_PATH / "exports")
+        self.EXPORT_DIR = env("EXPORT_DIR") or str(self.INSTANCE_PATH / "exports")
         self.JOB_HEARTBEAT_SECONDS = env_float("JOB_HEARTBEAT_SECONDS", 2.0)
         self.JOB_STALE_SECONDS = env_float("JOB_STALE_SECONDS", 30.0)
         self.JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
@@ -185,8 +206,8 @@ class Config:
 class TestingConfig(Config):
     """Settings for the test suite: one process, no message queue."""
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, instance_path=None):
+        super().__init__(instance_path)
         self.TESTING = True
         self.SOCKETIO_MESSAGE_QUEUE = None
         self.WTF_CSRF_ENABLED = False  # tests of CSRF turn it back on

@@ -1,3 +1,5 @@
+"""Alembic's environment for Flask-Migrate: runs the migrations in versions/ on the app's database."""
+
 import logging
 from logging.config import fileConfig
 

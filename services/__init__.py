@@ -1,0 +1,1 @@
+"""The rules under HTTP and Socket.IO: accounts, chat, presence, throttles, channels (names, emit), jobs."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import requests
 
 from devtools.embedded_redis import EmbeddedRedis, free_port
+from tests.helpers import bearer, wait_until
 from tests.realstack import running_stack
 
 # Fast enough for 20+ messages a second from a few clients; a vanished Celery
@@ -33,16 +34,6 @@ CHAOS_ENV = {
     "ACCESS_LOG": "",  # 200 polling clients make a lot of it
 }
 PAGE = 1000  # the HTTP API's largest page
-
-
-def wait_until(condition, what, timeout, interval=0.1):
-    """Poll condition until it returns something true, and return that; fail after timeout saying what."""
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-    return result
 
 
 class ChaosStack:
@@ -170,16 +161,6 @@ def register_users(url, count, label):
     return tokens
 
 
-def create_room(url, token):
-    """Create a fresh public room and return its name."""
-    room = f"chaos{uuid.uuid4().hex[:8]}"
-    answer = requests.post(
-        f"{url}/api/rooms", json={"name": room}, headers={"Authorization": f"Bearer {token}"}, timeout=10
-    )
-    assert answer.status_code == 201, answer.text
-    return room
-
-
 def stored_messages(url, token, room):
     """Read every message the database stored for a room, paging by seq over HTTP."""
     messages = []
@@ -188,7 +169,7 @@ def stored_messages(url, token, room):
         answer = requests.get(
             f"{url}/api/rooms/{room}/messages",
             params={"since_seq": since, "limit": PAGE},
-            headers={"Authorization": f"Bearer {token}"},
+            headers=bearer(token),
             timeout=10,
         )
         assert answer.status_code == 200, answer.text
@@ -340,7 +321,7 @@ def last_stored_seq(url, token, room):
     answer = requests.get(
         f"{url}/api/rooms/{room}/messages",
         params={"limit": 1},
-        headers={"Authorization": f"Bearer {token}"},
+        headers=bearer(token),
         timeout=10,
     )
     assert answer.status_code == 200, answer.text

@@ -7,6 +7,7 @@ see, with protocol v2's gap handling (seq per room, version per job, resync, joi
 import collections
 import heapq
 import itertools
+import json
 import logging
 import queue
 import random
@@ -771,3 +772,56 @@ class JobWatcher(ReconnectingSocket):
         self.counts["resyncs"] += 1
         self.note(f"resync {data}")
         self._watch_unfinished(generation)
+
+
+class StalledPolling:
+    """A /chat client on Engine.IO long-polling that joins a room, then never polls again; it still answers pings."""
+
+    def __init__(self, base_url, token, room):
+        self.http = requests.Session()
+        endpoint = f"{base_url}/socket.io/?EIO=4&transport=polling"
+        opened = self.http.get(endpoint, timeout=10)
+        assert opened.status_code == 200 and opened.text.startswith("0{"), opened.text
+        self.sid = json.loads(opened.text[1:])["sid"]
+        self.url = f"{endpoint}&sid={self.sid}"
+        self.post("40/chat," + json.dumps({"token": token}))
+        assert self._poll_until("40/chat,").startswith("40/chat,{")
+        self.post("42/chat,1" + json.dumps(["join", {"room": room}]))
+        (self.join_ack,) = json.loads(self._poll_until("43/chat,1").removeprefix("43/chat,1"))
+        assert self.join_ack["ok"], self.join_ack
+        self.stopped = threading.Event()
+        self.refused = threading.Event()
+        self.thread = threading.Thread(target=self._answer_pings, daemon=True)
+        self.thread.start()
+
+    def post(self, packets):
+        """POST one Engine.IO packet; return the response."""
+        return self.http.post(self.url, data=packets.encode(), timeout=10)
+
+    def _poll_until(self, prefix, polls=20):
+        """GET until a packet starting with prefix arrives (within `polls` GETs)."""
+        for _ in range(polls):
+            response = self.http.get(self.url, timeout=10)
+            assert response.status_code == 200, response.text
+            for packet in response.text.split("\x1e"):
+                if packet.startswith(prefix):
+                    return packet
+        raise AssertionError(f"no {prefix!r} packet within {polls} polls")
+
+    def _answer_pings(self):
+        for _ in range(300):  # at most five minutes
+            if self.stopped.wait(1.0):
+                return
+            if self.post("3").status_code != 200:
+                self.refused.set()  # the server no longer knows this session
+                return
+
+    def session_known(self):
+        """Tell whether the server still answers this session (a POST of a PONG)."""
+        return self.post("3").status_code == 200
+
+    def close(self):
+        """Stop answering pings and close the HTTP connection."""
+        self.stopped.set()
+        self.thread.join(timeout=5)
+        self.http.close()

@@ -1,34 +1,32 @@
-"""Fixtures: Redis and a migrated database per session, a fresh app per test."""
+"""Fixtures: Redis and a migrated database per session, a fresh app per test; every test marked with its kind."""
 
-import atexit
 import os
-import shutil
 import tempfile
-import uuid
 from pathlib import Path
 
+import flask
 import pytest
+from flask_migrate import upgrade
 
-# The app reads its instance folder at import; keep the tests' one private.
-if not os.environ.get("ROOMCAST_INSTANCE_PATH"):
-    os.environ["ROOMCAST_INSTANCE_PATH"] = TESTS_INSTANCE_PATH = tempfile.mkdtemp(prefix="roomcast-instance-")
-    atexit.register(shutil.rmtree, TESTS_INSTANCE_PATH, ignore_errors=True)
+from app import create_app
+from devtools.embedded_redis import EmbeddedRedis
+from extensions import db, socketio
+from services.accounts import create_user, issue_token
+from tests.browsers import CHROMIUM_FLAGS, SCREENSHOTS, chromium_path
+from tests.clients import SocketClient
+from tests.databases import create_database, drop_database
+from tests.helpers import FAST_JOB_RECOVERY, config_for
+from tests.realstack import running_stack
 
-import flask  # noqa: E402
-from flask_migrate import upgrade  # noqa: E402
-
-from app import create_app  # noqa: E402
-from config import TestingConfig  # noqa: E402
-from devtools.embedded_redis import EmbeddedRedis  # noqa: E402
-from extensions import db, socketio  # noqa: E402
-from services.accounts import create_user, issue_token  # noqa: E402
-from tests.clients import SocketClient  # noqa: E402
-from tests.databases import create_database, drop_database  # noqa: E402
-from tests.realstack import running_stack  # noqa: E402
-
-# Integration stacks notice a vanished worker within seconds, not the default half minute.
-FAST_JOB_RECOVERY = {"JOB_HEARTBEAT_SECONDS": "0.5", "JOB_STALE_SECONDS": "5", "JOB_SWEEP_SECONDS": "0.5"}
 TABLES_TO_EMPTY = ("jobs", "messages", "room_members", "users", "rooms")
+KINDS = ("unit", "integration", "browser", "chaos")  # the markers of pyproject.toml: each test has one
+
+
+def pytest_collection_modifyitems(items):
+    """Refuse a test that names no kind, or two: make test-fast (-m unit) would run or miss it unseen."""
+    wrong = [item.nodeid for item in items if sum(bool(item.get_closest_marker(kind)) for kind in KINDS) != 1]
+    if wrong:
+        raise pytest.UsageError(f"mark each test with exactly one of {', '.join(KINDS)}: " + " ".join(wrong))
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +34,12 @@ def tmp_root():
     """Return a folder for this test session's files."""
     with tempfile.TemporaryDirectory(prefix="roomcast-tests-") as folder:
         yield Path(folder)
+
+
+@pytest.fixture(scope="session")
+def instance_path(tmp_root):
+    """Return the instance folder of the apps the tests build (config_for), kept out of the checkout's."""
+    return str(tmp_root / "instance")
 
 
 @pytest.fixture(scope="session")
@@ -50,10 +54,10 @@ def redis_url():
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_root, redis_url):
+def database_url(tmp_root, redis_url, instance_path):
     """Return the URL of a database migrated once for the unit tests."""
     url = create_database(tmp_root, "unit")
-    app = create_app(config_for(url, redis_url))
+    app = create_app(config_for(url, redis_url, instance_path))
     with app.app_context():
         upgrade(directory=str(Path(__file__).resolve().parent.parent / "migrations"))
         db.engine.dispose()
@@ -61,22 +65,10 @@ def database_url(tmp_root, redis_url):
     drop_database(url)
 
 
-def config_for(database_url, redis_url):
-    """Build a TestingConfig on the given database and Redis, with private Redis keys."""
-    config = TestingConfig()
-    config.SQLALCHEMY_DATABASE_URI = database_url
-    config.REDIS_URL = redis_url
-    config.REDIS_KEY_PREFIX = prefix = f"roomcast-test-{uuid.uuid4().hex[:8]}:"
-    config.SOCKETIO_CHANNEL = prefix + "socketio"
-    config.CELERY = {**config.CELERY, "broker_url": redis_url, "task_default_queue": prefix + "jobs"}
-    config.EXPORT_DIR = os.path.join(os.environ["ROOMCAST_INSTANCE_PATH"], "exports", prefix.rstrip(":"))
-    return config
-
-
 @pytest.fixture(name="app")
-def app_fixture(database_url, redis_url):
+def app_fixture(database_url, redis_url, instance_path):
     """Return an app on the session's database, emptied back to its migrated state afterwards."""
-    app = create_app(config_for(database_url, redis_url))
+    app = create_app(config_for(database_url, redis_url, instance_path))
     yield app
     with app.app_context():
         db.session.remove()
@@ -138,6 +130,23 @@ def connect(app):
     for test_client, namespace in clients:
         if test_client.is_connected(namespace):
             test_client.disconnect(namespace)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Launch Debian's Chromium once per module; CI fails rather than skip without it."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    path = chromium_path()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing: .ci/run installs Debian's chromium package")
+        pytest.skip("no Chromium found (apt-get install chromium); browser tests skipped")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=path, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+    print(f"\nscreenshots: {SCREENSHOTS}")
 
 
 @pytest.fixture(scope="session")

@@ -40,7 +40,10 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from tests.clients import session_from
+from tests.helpers import bearer, create_room
 from tests.realstack import running_stack
+
+pytestmark = pytest.mark.integration
 
 # The limits this module's stack runs with (ROOMCAST_ENV=production otherwise at its defaults).
 LIMITS = {
@@ -120,7 +123,7 @@ def abuse(tmp_root, redis_url):
 
 def post_json(stack, path, body, address, token=None, timeout=30):
     """POST a JSON body from a given loopback address."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = bearer(token) if token else {}
     with session_from(address) as session:
         return session.post(f"{stack.url}{path}", json=body, headers=headers, timeout=timeout)
 
@@ -140,14 +143,6 @@ def make_users(stack, prefix, count):
     """Register several users at once (the server hashes passwords in its thread pool)."""
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         return list(pool.map(lambda _: make_user(stack, prefix), range(count)))
-
-
-def create_room(stack, token):
-    """Create a fresh public room; return its name."""
-    name = f"r{uuid.uuid4().hex[:10]}"
-    answer = post_json(stack, "/api/rooms", {"name": name}, fresh_address(), token)
-    assert answer.status_code == 201, answer.text
-    return name
 
 
 class ServerLog:
@@ -1589,7 +1584,7 @@ FLOOD_P99_BOUND_MS = 500
 def test_a_message_flood_is_throttled_and_connections_are_capped(abuse, observers, capsys):
     _, watchers = observers
     ((flooder, token),) = make_users(abuse, "fl", 1)
-    room = create_room(abuse, token)
+    room = create_room(abuse.url, token, source_address=fresh_address(), timeout=30)
     log, failures = ServerLog(abuse), Failures()
     limit, cap = LIMITS["USER_MESSAGES_PER_10S"], LIMITS["CONNECTIONS_PER_USER"]
     sockets = []
@@ -1631,9 +1626,7 @@ def test_a_message_flood_is_throttled_and_connections_are_capped(abuse, observer
     answers = collections.Counter(
         "no ack" if ack is None else "ok" if ack[0]["ok"] else ack[0]["error"]["code"] for ack in acks
     )
-    stored = requests.get(
-        f"{abuse.url}/api/rooms/{room}/messages?limit=1000", headers={"Authorization": f"Bearer {token}"}, timeout=10
-    ).json()
+    stored = requests.get(f"{abuse.url}/api/rooms/{room}/messages?limit=1000", headers=bearer(token), timeout=10).json()
     check_log(log, failures, "message flood")
     windows = 1 + int(seconds // 10)  # a fixed 10 s window: a flood across its end gets a second allowance
     figures(

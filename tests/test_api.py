@@ -1,17 +1,13 @@
 """The /api endpoints through the Flask test client."""
 
-import re
-
 import pytest
 
 from extensions import db
 from models import Room, User
 from services.chat import post_message
+from tests.helpers import bearer, csrf_token
 
-
-def bearer(user):
-    """Return the Authorization header of a user made by make_user."""
-    return {"Authorization": f"Bearer {user['token']}"}
+pytestmark = pytest.mark.unit
 
 
 def assert_error(response, status, code):
@@ -29,7 +25,7 @@ def test_register_then_exchange_credentials_for_a_token(client):
     answer = client.post("/api/tokens", json={"username": "alice", "password": "correct horse"})
     assert answer.status_code == 200
     assert answer.get_json()["expires_in"] > 0
-    rooms = client.get("/api/rooms", headers={"Authorization": f"Bearer {answer.get_json()['token']}"})
+    rooms = client.get("/api/rooms", headers=bearer(answer.get_json()["token"]))
     assert rooms.status_code == 200
 
 
@@ -76,20 +72,20 @@ def test_api_calls_need_a_valid_token_or_session(client, header):
 
 def test_rooms_lists_public_rooms_and_my_private_ones(client, make_user):
     alice, bob = make_user("alice"), make_user("bob")
-    created = client.post("/api/rooms", json={"name": "secret", "private": True}, headers=bearer(alice))
+    created = client.post("/api/rooms", json={"name": "secret", "private": True}, headers=bearer(alice["token"]))
     assert created.status_code == 201
     assert created.get_json() == {"name": "secret", "private": True, "members": ["alice"]}
-    client.post("/api/rooms", json={"name": "lobby"}, headers=bearer(bob))
+    client.post("/api/rooms", json={"name": "lobby"}, headers=bearer(bob["token"]))
 
-    names = [room["name"] for room in client.get("/api/rooms", headers=bearer(alice)).get_json()]
+    names = [room["name"] for room in client.get("/api/rooms", headers=bearer(alice["token"])).get_json()]
     assert names == ["general", "lobby", "secret"]
-    names = [room["name"] for room in client.get("/api/rooms", headers=bearer(bob)).get_json()]
+    names = [room["name"] for room in client.get("/api/rooms", headers=bearer(bob["token"])).get_json()]
     assert names == ["general", "lobby"]
 
 
 def test_creating_a_room_that_exists_is_409(client, make_user):
     alice = make_user("alice")
-    assert_error(client.post("/api/rooms", json={"name": "general"}, headers=bearer(alice)), 409, "conflict")
+    assert_error(client.post("/api/rooms", json={"name": "general"}, headers=bearer(alice["token"])), 409, "conflict")
 
 
 @pytest.mark.parametrize(
@@ -105,7 +101,7 @@ def test_creating_a_room_that_exists_is_409(client, make_user):
     ],
 )
 def test_invalid_rooms_are_400(client, make_user, body):
-    assert_error(client.post("/api/rooms", json=body, headers=bearer(make_user("alice"))), 400, "invalid")
+    assert_error(client.post("/api/rooms", json=body, headers=bearer(make_user("alice")["token"])), 400, "invalid")
 
 
 def post_messages(app, room_name, author, count):
@@ -122,9 +118,9 @@ def test_messages_page_after_since_and_latest_by_default(app, client, make_user)
     alice = make_user("alice")
     ids = post_messages(app, "general", "alice", 5)
 
-    latest = client.get("/api/rooms/general/messages?limit=2", headers=bearer(alice)).get_json()
+    latest = client.get("/api/rooms/general/messages?limit=2", headers=bearer(alice["token"])).get_json()
     assert [message["id"] for message in latest] == ids[-2:]
-    after = client.get(f"/api/rooms/general/messages?since={ids[1]}", headers=bearer(alice)).get_json()
+    after = client.get(f"/api/rooms/general/messages?since={ids[1]}", headers=bearer(alice["token"])).get_json()
     assert [message["id"] for message in after] == ids[2:]
     assert set(after[0]) == {"id", "seq", "room", "author", "text", "created_at", "client_id"}
     assert after[0]["created_at"].endswith("Z")
@@ -132,17 +128,17 @@ def test_messages_page_after_since_and_latest_by_default(app, client, make_user)
 
 def test_messages_are_numbered_per_room_and_paged_by_seq(app, client, make_user):
     alice = make_user("alice")
-    client.post("/api/rooms", json={"name": "other"}, headers=bearer(alice))
+    client.post("/api/rooms", json={"name": "other"}, headers=bearer(alice["token"]))
     post_messages(app, "general", "alice", 3)
     post_messages(app, "other", "alice", 2)
     post_messages(app, "general", "alice", 2)
 
-    general = client.get("/api/rooms/general/messages?since_seq=0", headers=bearer(alice)).get_json()
+    general = client.get("/api/rooms/general/messages?since_seq=0", headers=bearer(alice["token"])).get_json()
     assert [message["seq"] for message in general] == [1, 2, 3, 4, 5]
     assert [message["id"] for message in general] == sorted(message["id"] for message in general)
-    other = client.get("/api/rooms/other/messages?since_seq=0", headers=bearer(alice)).get_json()
+    other = client.get("/api/rooms/other/messages?since_seq=0", headers=bearer(alice["token"])).get_json()
     assert [message["seq"] for message in other] == [1, 2]
-    page = client.get("/api/rooms/general/messages?since_seq=2&limit=2", headers=bearer(alice)).get_json()
+    page = client.get("/api/rooms/general/messages?since_seq=2&limit=2", headers=bearer(alice["token"])).get_json()
     assert [message["seq"] for message in page] == [3, 4]
 
 
@@ -152,20 +148,20 @@ def test_messages_are_numbered_per_room_and_paged_by_seq(app, client, make_user)
 )
 def test_bad_paging_parameters_are_400(client, make_user, query):
     alice = make_user("alice")
-    assert_error(client.get(f"/api/rooms/general/messages?{query}", headers=bearer(alice)), 400, "invalid")
+    assert_error(client.get(f"/api/rooms/general/messages?{query}", headers=bearer(alice["token"])), 400, "invalid")
 
 
 def test_a_private_room_answers_non_members_as_a_missing_room_does(client, make_user):
     alice, bob = make_user("alice"), make_user("bob")
-    client.post("/api/rooms", json={"name": "secret", "private": True}, headers=bearer(alice))
-    assert client.get("/api/rooms/secret/messages", headers=bearer(alice)).status_code == 200
-    hidden = client.get("/api/rooms/secret/messages", headers=bearer(bob))
-    missing = client.get("/api/rooms/nowhere/messages", headers=bearer(bob))
+    client.post("/api/rooms", json={"name": "secret", "private": True}, headers=bearer(alice["token"]))
+    assert client.get("/api/rooms/secret/messages", headers=bearer(alice["token"])).status_code == 200
+    hidden = client.get("/api/rooms/secret/messages", headers=bearer(bob["token"]))
+    missing = client.get("/api/rooms/nowhere/messages", headers=bearer(bob["token"]))
     assert_error(hidden, 404, "not_found")
     assert hidden.get_json()["error"]["message"] == "no room called secret"
     assert missing.get_json()["error"]["message"] == "no room called nowhere"
     for junk in ("a%00b", "%ED%A0%80", "x" * 65):  # never sent to the database
-        assert_error(client.get(f"/api/rooms/{junk}/messages", headers=bearer(bob)), 404, "not_found")
+        assert_error(client.get(f"/api/rooms/{junk}/messages", headers=bearer(bob["token"])), 404, "not_found")
 
 
 def test_unknown_api_paths_and_methods_answer_json(client):
@@ -188,13 +184,6 @@ def test_session_writes_need_the_csrf_token(app, client, make_user):
     assert answer.status_code == 201
 
 
-def csrf_token(html):
-    """Pull the CSRF token out of a page (a form field or the meta tag)."""
-    match = re.search(r'(?:name="csrf_token"[^>]*value|name="csrf-token"[^>]*content)="([^"]+)"', html)
-    assert match, "no CSRF token on the page"
-    return match.group(1)
-
-
 def test_an_oversized_body_is_413(app, client):
     app.config["MAX_CONTENT_LENGTH"] = 1000
     answer = client.post("/api/users", json={"username": "alice", "password": "x" * 2000})
@@ -203,7 +192,7 @@ def test_an_oversized_body_is_413(app, client):
 
 def test_non_ascii_digits_are_400_not_500(client, make_user):
     alice = make_user("alice")
-    assert_error(client.get("/api/rooms/general/messages?since=²", headers=bearer(alice)), 400, "invalid")
+    assert_error(client.get("/api/rooms/general/messages?since=²", headers=bearer(alice["token"])), 400, "invalid")
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,8 @@ import pytest
 from bench.namespace import BenchSocket
 from extensions import socketio
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture
 def bench(app, alice):

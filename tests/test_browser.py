@@ -4,9 +4,7 @@ Screenshots of the main states go to test-artifacts/screenshots/ (printed at the
 """
 
 import json
-import os
 import re
-import shutil
 import threading
 import time
 import uuid
@@ -19,46 +17,16 @@ from app import create_app
 from extensions import db
 from models import Room, User
 from services.chat import post_message
+from tests.browsers import SCREENSHOTS, WAIT_MS
 from tests.clients import SocketClient, register
-from tests.conftest import config_for
-from tests.realstack import PROJECT_ROOT
+from tests.helpers import bearer, config_for
+
+pytestmark = pytest.mark.browser
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
-WAIT_MS = 15_000
 expect.set_options(timeout=WAIT_MS)  # assertions wait as long as actions do, on a busy machine
-
-
-def chromium_path():
-    """Return the Chromium to drive, or None."""
-    return os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Launch Chromium once for this module; CI fails rather than skip without it."""
-    path = chromium_path()
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is missing: .ci/run installs Debian's chromium package")
-        pytest.skip("no Chromium found (apt-get install chromium); browser tests skipped")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=path, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
-    print(f"\nscreenshots: {SCREENSHOTS}")
 
 
 def socket_event(frame):
@@ -127,6 +95,29 @@ class Wire:
         )
 
 
+class ConsoleWatch:
+    """What a page reports wrong: console errors (a resource's 404 among them), script errors, error answers."""
+
+    def __init__(self, page):
+        self.problems = []
+        page.on("console", self.console)
+        page.on("pageerror", lambda error: self.problems.append(f"script error: {error}"))
+        page.on("response", self.response)
+
+    def console(self, message):
+        if message.type == "error":
+            self.problems.append(f"console error: {message.text} ({message.location.get('url')})")
+
+    def response(self, response):
+        if response.status >= 400:
+            self.problems.append(f"{response.status} for {response.url}")
+
+    def check(self, page, where):
+        """Assert the page reported nothing wrong so far, once what it loads after its load event had time."""
+        page.wait_for_timeout(500)  # the icon is fetched after the load event
+        assert self.problems == [], f"{where}: {self.problems}"
+
+
 def wait_until(page, condition, timeout=WAIT_MS / 1000):
     """Wait (letting Playwright deliver the page's frames) until condition() is true."""
     deadline = time.monotonic() + timeout
@@ -154,12 +145,14 @@ def person(browser, stack):
             context.route_web_socket(lambda url: "/socket.io/" in url, tap.route)
         page = context.new_page()
         page.wire = tap if wire else None
+        watch = ConsoleWatch(page)
         page.goto("/login")
         page.fill("input[name=username]", username)
         page.fill("input[name=password]", "correct horse")
         page.click("button[type=submit]")
         expect(page.locator("#connection")).to_have_text("connected")
         expect(page.locator("#room-title")).to_have_text("general")
+        watch.check(page, "the chat page")
         page.username = username
         if wire:
             wait_until(page, lambda: tap.carrying)
@@ -203,6 +196,35 @@ def test_register_log_out_and_log_in_through_the_forms(browser, stack):
         page.fill("input[name=password]", "correct horse")
         page.click("button[type=submit]")
         expect(page.locator("#connection")).to_have_text("connected")
+    finally:
+        context.close()
+
+
+def test_the_login_register_and_chat_pages_load_with_no_console_error(browser, stack):
+    context = browser.new_context(base_url=stack.url)
+    context.set_default_timeout(WAIT_MS)
+    try:
+        page = context.new_page()
+        watch = ConsoleWatch(page)
+        for path in ("/login", "/register"):
+            page.goto(path)
+            watch.check(page, path)
+        page.fill("input[name=username]", f"c{uuid.uuid4().hex[:8]}")
+        page.fill("input[name=password]", "correct horse")
+        page.fill("input[name=confirm]", "correct horse")
+        page.click("button[type=submit]")
+        expect(page.locator("#connection")).to_have_text("connected")
+        watch.check(page, "the chat page")
+        # Every resource a page names is served, the icon among them, whether or not this browser fetched it.
+        for path in ("/login", "/register", "/"):
+            page.goto(path)
+            names = page.eval_on_selector_all(
+                "link[href], script[src], img[src]", "els => els.map(e => e.href || e.src)"
+            )
+            assert any("favicon" in name for name in names), f"{path} names no icon"
+            for name in names:
+                assert page.request.get(name).status == 200, f"{path} names {name}, which is not served"
+        watch.check(page, "the pages again")
     finally:
         context.close()
 
@@ -279,9 +301,14 @@ def test_an_export_shows_progress_and_ends_with_a_working_download(person, stack
     expect(alice.locator("#messages li", has_text="exported")).to_have_count(1)  # the bot's note
 
 
+def stack_config(stack):
+    """Return a TestingConfig on the stack's database, Redis and instance folder."""
+    return config_for(stack.env["DATABASE_URL"], stack.env["REDIS_URL"], stack.env["ROOMCAST_INSTANCE_PATH"])
+
+
 def store_messages(stack, room_name, author, texts):
     """Store messages straight in the stack's database, as another web process would."""
-    app = create_app(config_for(stack.env["DATABASE_URL"], stack.env["REDIS_URL"]))
+    app = create_app(stack_config(stack))
     with app.app_context():
         room = db.session.scalar(db.select(Room).filter_by(name=room_name))
         user = db.session.scalar(db.select(User).filter_by(username=author))
@@ -337,7 +364,7 @@ def public_room(stack):
     response = requests.post(
         f"{stack.url}/api/rooms",
         json={"name": name, "private": False, "members": []},
-        headers={"Authorization": f"Bearer {token}"},
+        headers=bearer(token),
         timeout=10,
     )
     assert response.status_code == 201, response.text
@@ -355,7 +382,7 @@ def stored_messages(stack, room, token):
     response = requests.get(
         f"{stack.url}/api/rooms/{room}/messages",
         params={"since_seq": 0, "limit": 1000},
-        headers={"Authorization": f"Bearer {token}"},
+        headers=bearer(token),
         timeout=10,
     )
     assert response.status_code == 200, response.text
@@ -498,7 +525,7 @@ def test_a_catch_up_past_the_join_cap_pages_on_with_history(person, stack):
     expect(alice.locator("#messages li", has_text="first")).to_have_count(1)
 
     # Stored with no broadcast (as by a process whose publishes were lost), more than one join may bring.
-    cap = config_for(stack.env["DATABASE_URL"], stack.env["REDIS_URL"]).JOIN_CATCHUP_LIMIT
+    cap = stack_config(stack).JOIN_CATCHUP_LIMIT
     cap = int(stack.env.get("JOIN_CATCHUP_LIMIT", cap))
     store_messages(stack, room, alice.username, [f"stored {n}" for n in range(cap + 150)])
     emit_from_server(stack, "resync", {"reason": "publish"}, "/chat")

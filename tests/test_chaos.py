@@ -26,14 +26,13 @@ from tests.chaos import (
     check_members,
     check_sends,
     converge,
-    create_room,
     parallel,
     register_users,
     shown_seqs,
     stored_messages,
-    wait_until,
 )
 from tests.clients import FINAL_JOB_STATUSES, ChatMember, JobWatcher
+from tests.helpers import bearer, create_room, wait_until
 from tests.relay import LoopbackRelay
 
 pytestmark = pytest.mark.chaos
@@ -169,7 +168,10 @@ def chat_members(world, per_process=3):
 
 def test_redis_stopped_for_5_seconds_while_people_chat(world):
     chaos = world.chaos
-    room, quiet_room = create_room(chaos.urls[0], world.token), create_room(chaos.urls[0], world.token)
+    room, quiet_room = (
+        create_room(chaos.urls[0], world.token, "chaos"),
+        create_room(chaos.urls[0], world.token, "chaos"),
+    )
     # One of them through a relay, whose connection breaks while Redis is away: it comes
     # back at once, and its join fails (presence is in Redis) until Redis is back.
     relay = world.relay(chaos.ports[0])
@@ -208,7 +210,7 @@ def test_redis_stopped_for_5_seconds_while_people_chat(world):
 def test_a_web_worker_killed_with_sigkill_mid_chat(world):
     chaos = world.chaos
     port_a = chaos.ports[0]
-    room = create_room(chaos.urls[0], world.token)
+    room = create_room(chaos.urls[0], world.token, "chaos")
     members = chat_members(world)
     connect_all(members)
     join_all(members, room)
@@ -226,7 +228,7 @@ def test_a_web_worker_killed_with_sigkill_mid_chat(world):
 def test_a_web_process_stopped_with_sigterm_mid_chat(world):
     chaos = world.chaos
     port_a = chaos.ports[0]
-    room = create_room(chaos.urls[0], world.token)
+    room = create_room(chaos.urls[0], world.token, "chaos")
     members = chat_members(world)
     connect_all(members)
     join_all(members, room)
@@ -261,9 +263,7 @@ def check_jobs(world, watchers, job_ids):
     """Assert each job ended, and each watcher shows its stored final state and version; return the stored jobs."""
     stored = []
     for job_id in job_ids:
-        answer = requests.get(
-            f"{world.chaos.urls[0]}/api/jobs/{job_id}", headers={"Authorization": f"Bearer {world.token}"}, timeout=10
-        )
+        answer = requests.get(f"{world.chaos.urls[0]}/api/jobs/{job_id}", headers=bearer(world.token), timeout=10)
         job = answer.json()["job"]
         assert job["status"] in FINAL_JOB_STATUSES, f"job {job_id} did not end: {job}"
         for watcher in watchers:
@@ -282,7 +282,7 @@ def job_scenario_setup(world, count, seconds, steps):
     """Chat members and job watchers on both processes; start the jobs; return (members, watchers, room, jobs)."""
     chaos = world.chaos
     port_a, port_b = chaos.ports
-    room = create_room(chaos.urls[0], world.token)
+    room = create_room(chaos.urls[0], world.token, "chaos")
     members = [world.member(port_a, "websocket"), world.member(port_b, "polling")]
     watchers = [world.watcher(port_a, "websocket"), world.watcher(port_b, "polling")]
     connect_all([*members, *watchers])
@@ -362,7 +362,7 @@ def test_redis_restarted_while_a_job_runs(world):
 def test_a_connection_that_drops_without_a_close_while_others_send(world):
     chaos = world.chaos
     port_a, port_b = chaos.ports
-    room = create_room(chaos.urls[0], world.token)
+    room = create_room(chaos.urls[0], world.token, "chaos")
     # Through relays: two whose network goes silent (no FIN, no RST), one whose connection is reset.
     silent_relays = [world.relay(port_a), world.relay(port_b)]
     reset_relay = world.relay(port_a)
@@ -396,7 +396,7 @@ def test_a_connection_that_drops_without_a_close_while_others_send(world):
 def test_200_clients_reconnect_at_once_after_a_process_restart(world):
     chaos = world.chaos
     port_a, port_b = chaos.ports
-    room = create_room(chaos.urls[0], world.token)
+    room = create_room(chaos.urls[0], world.token, "chaos")
     tokens = chaos.tokens
     # Everyone on A comes back to A (no failover): a storm on the restarted process.
     storm = [
@@ -424,7 +424,7 @@ def test_200_clients_reconnect_at_once_after_a_process_restart(world):
 def test_the_first_message_right_after_a_web_worker_starts(world):
     chaos = world.chaos
     port_a, port_b = chaos.ports
-    room = create_room(chaos.urls[0], world.token)
+    room = create_room(chaos.urls[0], world.token, "chaos")
     observers = [world.member(port_b, "websocket"), world.member(port_a, "polling", failover=False)]
     connect_all(observers)
     join_all(observers, room)

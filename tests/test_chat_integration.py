@@ -8,6 +8,9 @@ import requests
 import socketio
 
 from tests.clients import SocketClient, register
+from tests.helpers import bearer, create_room
+
+pytestmark = pytest.mark.integration
 
 TRANSPORTS = ["websocket", "polling"]
 names = (f"u{uuid.uuid4().hex[:6]}{n}" for n in itertools.count())
@@ -31,16 +34,6 @@ def test_two_users_exchange_messages(stack, open_client, transport):
     assert (
         alice.wait_for("message", lambda m: m["id"] == reply["message"]["id"])["author"] == reply["message"]["author"]
     )
-
-
-def create_room(url, token):
-    """A fresh public room, so messages from other tests never land in it."""
-    room = f"r{uuid.uuid4().hex[:8]}"
-    response = requests.post(
-        f"{url}/api/rooms", json={"name": room}, headers={"Authorization": f"Bearer {token}"}, timeout=10
-    )
-    assert response.status_code == 201
-    return room
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -108,7 +101,7 @@ def test_non_member_cannot_join_or_read_a_private_room(stack, open_client, trans
     response = requests.post(
         f"{stack.url}/api/rooms",
         json={"name": room, "private": True},
-        headers={"Authorization": f"Bearer {owner}"},
+        headers=bearer(owner),
         timeout=10,
     )
     assert response.status_code == 201
@@ -120,11 +113,9 @@ def test_non_member_cannot_join_or_read_a_private_room(stack, open_client, trans
     ]:
         ack = client.call(event, payload)
         assert ack["ok"] is False and ack["error"]["code"] == "not_found"
-    response = requests.get(
-        f"{stack.url}/api/rooms/{room}/messages", headers={"Authorization": f"Bearer {stranger}"}, timeout=10
-    )
+    response = requests.get(f"{stack.url}/api/rooms/{room}/messages", headers=bearer(stranger), timeout=10)
     assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
-    listed = requests.get(f"{stack.url}/api/rooms", headers={"Authorization": f"Bearer {stranger}"}, timeout=10).json()
+    listed = requests.get(f"{stack.url}/api/rooms", headers=bearer(stranger), timeout=10).json()
     assert room not in {entry["name"] for entry in listed}
 
 

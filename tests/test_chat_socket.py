@@ -9,19 +9,11 @@ from extensions import db, socketio
 from models import Message
 from resources.socket.packets import AnsweringPacket
 from services import presence
+from tests.helpers import bearer, call, received
+
+pytestmark = pytest.mark.unit
 
 NS = "/chat"
-
-
-def call(client, event, payload):
-    """Emit with an ack and return the ack."""
-    return client.emit(event, payload, callback=True, namespace=NS)
-
-
-def received(client, name):
-    """Return the payloads of the events of that name the client received."""
-    events = [event for event in client.get_received(NS) if event["name"] == name]
-    return [event["args"][0] if isinstance(event["args"], list) else event["args"] for event in events]
 
 
 def test_connect_requires_a_valid_token_or_session(connect, alice, client):
@@ -144,7 +136,7 @@ def test_typing_reaches_the_others_only(connect, alice, bob):
 
 
 def test_private_rooms_are_for_members(client, connect, alice, bob, make_user):
-    headers = {"Authorization": f"Bearer {alice['token']}"}
+    headers = bearer(alice["token"])
     assert (
         client.post(
             "/api/rooms", json={"name": "secret", "private": True, "members": ["bob"]}, headers=headers

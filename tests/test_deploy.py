@@ -22,6 +22,7 @@ def exec_start(unit):
     return shlex.split(lines[0].removeprefix("ExecStart="))
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("unit, process_type", UNITS.items())
 def test_each_unit_runs_its_procfile_command(unit, process_type):
     program, *args = exec_start(unit)
@@ -30,6 +31,7 @@ def test_each_unit_runs_its_procfile_command(unit, process_type):
     assert args[: len(expected) - 1] == expected[1:]
 
 
+@pytest.mark.unit
 def test_systemd_accepts_the_units(tmp_path):
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is missing")
@@ -53,6 +55,7 @@ def read_env_file(path):
     return dict(line.split("=", 1) for line in lines)
 
 
+@pytest.mark.integration
 def test_a_copy_of_env_example_runs_the_web_server_and_a_worker(tmp_root, redis_url):
     settings = read_env_file(PROJECT_ROOT / ".env.example")
     assert settings["BIND"] == "" and settings["CELERY_BROKER_URL"] == ""  # empty means the default

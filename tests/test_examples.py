@@ -10,6 +10,8 @@ from extensions import db, socketio
 from models import User
 from services import chat
 
+pytestmark = pytest.mark.unit
+
 NS = "/polls"
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -14,23 +14,11 @@ from extensions import db
 from models import Job, Message, Room, User, utcnow
 from services.jobs import state, sweeper, worker
 from services.jobs.worker import JobCancelled, JobRun, job_task
+from tests.helpers import bearer, call, event_args, received
+
+pytestmark = pytest.mark.unit
 
 NS = "/jobs"
-
-
-def call(client, event, payload):
-    """Emit on /jobs with an ack and return the ack."""
-    return client.emit(event, payload, callback=True, namespace=NS)
-
-
-def args(event):
-    """Return an event's payload (the test client lists args of emits made in a handler)."""
-    return event["args"][0] if isinstance(event["args"], list) else event["args"]
-
-
-def received(client, name, namespace=NS):
-    """Return the payloads of the events of that name the client received."""
-    return [args(event) for event in client.get_received(namespace) if event["name"] == name]
 
 
 @pytest.fixture
@@ -68,7 +56,7 @@ def job_row(app, job_id):
 
 def test_start_stores_queues_and_follows_the_job(app, connect, alice, queue):
     client = connect(alice, namespace=NS)
-    ack = call(client, "start", {"kind": "sleep", "params": {"seconds": 0.5, "steps": 2}})
+    ack = call(client, "start", {"kind": "sleep", "params": {"seconds": 0.5, "steps": 2}}, namespace=NS)
     assert ack["ok"] is True
     job = ack["job"]
     assert job["status"] == "queued" and job["progress"] == 0 and job["owner"] == "alice" and job["room"] is None
@@ -107,45 +95,49 @@ def test_start_stores_queues_and_follows_the_job(app, connect, alice, queue):
     ],
 )
 def test_unknown_kinds_and_bad_params_are_invalid(connect, alice, queue, payload):
-    ack = call(connect(alice, namespace=NS), "start", payload)
+    ack = call(connect(alice, namespace=NS), "start", payload, namespace=NS)
     assert ack["ok"] is False and ack["error"]["code"] == "invalid"
     assert queue["tasks"] == []
 
 
 def test_exporting_or_announcing_into_a_room_one_cannot_read_is_refused(client, connect, alice, bob, queue):
-    headers = {"Authorization": f"Bearer {alice['token']}"}
+    headers = bearer(alice["token"])
     client.post("/api/rooms", json={"name": "secret", "private": True}, headers=headers)
     bobs = connect(bob, namespace=NS)
-    export = call(bobs, "start", {"kind": "export", "params": {"room": "secret", "format": "csv"}})
+    export = call(bobs, "start", {"kind": "export", "params": {"room": "secret", "format": "csv"}}, namespace=NS)
     assert export["error"]["code"] == "not_found"
-    announce = call(bobs, "start", {"kind": "sleep", "params": {"seconds": 0, "steps": 1}, "room": "secret"})
+    announce = call(
+        bobs, "start", {"kind": "sleep", "params": {"seconds": 0, "steps": 1}, "room": "secret"}, namespace=NS
+    )
     assert announce["error"]["code"] == "not_found"
-    nowhere = call(bobs, "start", {"kind": "export", "params": {"room": "nowhere", "format": "csv"}})
+    nowhere = call(bobs, "start", {"kind": "export", "params": {"room": "nowhere", "format": "csv"}}, namespace=NS)
     assert nowhere["error"]["code"] == "not_found"
     assert queue["tasks"] == []
 
 
 def test_only_the_owner_may_watch_or_cancel(connect, alice, bob, queue):
-    job = call(connect(alice, namespace=NS), "start", {"kind": "sleep", "params": {"seconds": 1, "steps": 1}})["job"]
+    job = call(
+        connect(alice, namespace=NS), "start", {"kind": "sleep", "params": {"seconds": 1, "steps": 1}}, namespace=NS
+    )["job"]
     bobs = connect(bob, namespace=NS)
     for event in ("watch", "cancel"):
-        assert call(bobs, event, {"job_id": job["id"]})["error"] == {
+        assert call(bobs, event, {"job_id": job["id"]}, namespace=NS)["error"] == {
             "code": "not_found",
             "message": f"no job {job['id']}",
         }
-        assert call(bobs, event, {"job_id": 999_999})["error"]["code"] == "not_found"
-        assert call(bobs, event, {"job_id": "1"})["error"]["code"] == "invalid"
+        assert call(bobs, event, {"job_id": 999_999}, namespace=NS)["error"]["code"] == "not_found"
+        assert call(bobs, event, {"job_id": "1"}, namespace=NS)["error"]["code"] == "invalid"
     assert queue["revoked"] == []
-    watched = call(connect(alice, namespace=NS), "watch", {"job_id": job["id"]})
+    watched = call(connect(alice, namespace=NS), "watch", {"job_id": job["id"]}, namespace=NS)
     assert watched["ok"] and watched["job"]["status"] == "queued"
 
 
 def test_a_sleep_job_reports_every_step_in_order_then_done(app, connect, alice, queue):
     client = connect(alice, namespace=NS)
-    job = call(client, "start", {"kind": "sleep", "params": {"seconds": 0.2, "steps": 4}})["job"]
+    job = call(client, "start", {"kind": "sleep", "params": {"seconds": 0.2, "steps": 4}}, namespace=NS)["job"]
     run_task(app, job["id"])
 
-    events = [(event["name"], args(event)) for event in client.get_received(NS)]
+    events = [(event["name"], event_args(event)) for event in client.get_received(NS)]
     progress = [data["progress"] for name, data in events if name == "progress"]
     assert progress == [0, 25, 50, 75, 100]
     # Each event carries the job's version after the change it reports: 2 (running) onwards, no holes.
@@ -171,7 +163,9 @@ def test_a_job_with_a_room_posts_its_outcome_there_as_the_bot(app, connect, alic
     chat.emit("join", {"room": "general"}, callback=True, namespace="/chat")
     chat.get_received("/chat")
     client = connect(alice, namespace=NS)
-    job = call(client, "start", {"kind": "sleep", "params": {"seconds": 0, "steps": 1}, "room": "general"})["job"]
+    job = call(
+        client, "start", {"kind": "sleep", "params": {"seconds": 0, "steps": 1}, "room": "general"}, namespace=NS
+    )["job"]
     run_task(app, job["id"])
     run_task(app, job["id"])  # a duplicate delivery changes nothing
 
@@ -206,17 +200,17 @@ def test_an_export_holds_exactly_the_rooms_messages_and_only_its_owner_downloads
 ):
     expected = post_many(app, "general", 1234)
     owner = connect(alice, namespace=NS)
-    job = call(owner, "start", {"kind": "export", "params": {"room": "general", "format": fmt}})["job"]
+    job = call(owner, "start", {"kind": "export", "params": {"room": "general", "format": fmt}}, namespace=NS)["job"]
     run_task(app, job["id"])
 
-    progress = [data["progress"] for data in received(owner, "progress")]
+    progress = [data["progress"] for data in received(owner, "progress", namespace=NS)]
     assert progress == sorted(progress) and progress[-1] == 100 and len(progress) >= 4
     result = job_row(app, job["id"])["result"]
     assert result["rows"] == 1234 and result["url"] == f"/api/jobs/{job['id']}/file"
 
-    denied = client.get(result["url"], headers={"Authorization": f"Bearer {bob['token']}"})
+    denied = client.get(result["url"], headers=bearer(bob["token"]))
     assert denied.status_code == 404
-    with client.get(result["url"], headers={"Authorization": f"Bearer {alice['token']}"}) as answer:
+    with client.get(result["url"], headers=bearer(alice["token"])) as answer:
         assert answer.status_code == 200 and answer.headers["Content-Disposition"].startswith("attachment")
         body = answer.get_data(as_text=True)
     if fmt == "json":
@@ -228,7 +222,10 @@ def test_an_export_holds_exactly_the_rooms_messages_and_only_its_owner_downloads
 
 def test_an_export_of_an_empty_room_is_an_empty_file(app, connect, alice, queue):
     job = call(
-        connect(alice, namespace=NS), "start", {"kind": "export", "params": {"room": "general", "format": "json"}}
+        connect(alice, namespace=NS),
+        "start",
+        {"kind": "export", "params": {"room": "general", "format": "json"}},
+        namespace=NS,
     )["job"]
     run_task(app, job["id"])
     with app.app_context():
@@ -250,9 +247,9 @@ def failing_kind():
 
 def test_a_task_that_raises_ends_failed_with_its_error_and_a_log_line(app, connect, alice, queue, failing_kind, caplog):
     client = connect(alice, namespace=NS)
-    job = call(client, "start", {"kind": "explode", "params": {}})["job"]
+    job = call(client, "start", {"kind": "explode", "params": {}}, namespace=NS)["job"]
     run_task(app, job["id"])
-    done = received(client, "done")
+    done = received(client, "done", namespace=NS)
     assert done == [
         {"job_id": job["id"], "version": 4, "status": "failed", "result": None, "error": "ValueError: the disk is full"}
     ]
@@ -262,26 +259,26 @@ def test_a_task_that_raises_ends_failed_with_its_error_and_a_log_line(app, conne
 
 def test_cancelling_a_queued_job_ends_it_at_once(app, connect, alice, queue):
     client = connect(alice, namespace=NS)
-    job = call(client, "start", {"kind": "sleep", "params": {"seconds": 60, "steps": 1}})["job"]
-    ack = call(client, "cancel", {"job_id": job["id"]})
+    job = call(client, "start", {"kind": "sleep", "params": {"seconds": 60, "steps": 1}}, namespace=NS)["job"]
+    ack = call(client, "cancel", {"job_id": job["id"]}, namespace=NS)
     assert ack["ok"] and ack["job"]["status"] == "cancelled"
     assert queue["revoked"] == [task_id(app, job["id"], 1)]
-    assert received(client, "done")[-1]["status"] == "cancelled"
+    assert received(client, "done", namespace=NS)[-1]["status"] == "cancelled"
     run_task(app, job["id"])  # the revoked task arrives anyway: it does nothing
     assert job_row(app, job["id"])["status"] == "cancelled"
-    assert call(client, "cancel", {"job_id": job["id"]})["job"]["status"] == "cancelled"
+    assert call(client, "cancel", {"job_id": job["id"]}, namespace=NS)["job"]["status"] == "cancelled"
 
 
 def test_cancelling_a_running_job_stops_it_at_its_next_checkpoint(app, connect, alice, queue):
     client = connect(alice, namespace=NS)
-    job = call(client, "start", {"kind": "sleep", "params": {"seconds": 60, "steps": 1}})["job"]
+    job = call(client, "start", {"kind": "sleep", "params": {"seconds": 60, "steps": 1}}, namespace=NS)["job"]
     with app.app_context():
         assert worker.claim_attempt(job["id"], 1, fresh_seconds=4)
         run = JobRun(db.session.get(Job, job["id"]), 1)
         run.heartbeat_every = 0
         run.checkpoint()  # not cancelled yet
         db.session.remove()
-    assert call(client, "cancel", {"job_id": job["id"]})["job"]["status"] == "running"
+    assert call(client, "cancel", {"job_id": job["id"]}, namespace=NS)["job"]["status"] == "running"
     with app.app_context():
         with pytest.raises(JobCancelled):
             run.checkpoint()
@@ -290,7 +287,7 @@ def test_cancelling_a_running_job_stops_it_at_its_next_checkpoint(app, connect, 
 
 def test_a_rerun_resumes_without_moving_the_bar_back(app, connect, alice, queue):
     client = connect(alice, namespace=NS)
-    job = call(client, "start", {"kind": "sleep", "params": {"seconds": 0.1, "steps": 4}})["job"]
+    job = call(client, "start", {"kind": "sleep", "params": {"seconds": 0.1, "steps": 4}}, namespace=NS)["job"]
     with app.app_context():  # attempt 1 reported 50 % and died a while ago
         db.session.execute(
             db.update(Job)
@@ -299,12 +296,12 @@ def test_a_rerun_resumes_without_moving_the_bar_back(app, connect, alice, queue)
         )
         db.session.commit()
     run_task(app, job["id"])
-    assert [data["progress"] for data in received(client, "progress")] == [50, 75, 100]
+    assert [data["progress"] for data in received(client, "progress", namespace=NS)] == [50, 75, 100]
 
 
 def test_a_superseded_attempt_does_nothing(app, connect, alice, queue):
     client = connect(alice, namespace=NS)
-    job = call(client, "start", {"kind": "sleep", "params": {"seconds": 0, "steps": 1}})["job"]
+    job = call(client, "start", {"kind": "sleep", "params": {"seconds": 0, "steps": 1}}, namespace=NS)["job"]
     make_stale(app, job["id"], attempt=2)
     client.get_received(NS)
     run_task(app, job["id"], attempt=1)
@@ -314,7 +311,7 @@ def test_a_superseded_attempt_does_nothing(app, connect, alice, queue):
 def test_a_task_put_back_after_its_process_died_runs_once_the_heartbeat_stops(app, connect, alice, queue):
     app.config["JOB_HEARTBEAT_SECONDS"] = 0.1
     client = connect(alice, namespace=NS)
-    job = call(client, "start", {"kind": "sleep", "params": {"seconds": 0, "steps": 1}})["job"]
+    job = call(client, "start", {"kind": "sleep", "params": {"seconds": 0, "steps": 1}}, namespace=NS)["job"]
     with app.app_context():
         assert worker.claim_attempt(job["id"], 1, fresh_seconds=1)  # a process took it, then died
         assert not worker.claim_attempt(job["id"], 1, fresh_seconds=1)  # its heartbeat is still fresh
@@ -340,7 +337,7 @@ def sweep(app):
 
 def test_the_sweeper_requeues_a_vanished_workers_job_then_fails_it(app, connect, alice, queue):
     client = connect(alice, namespace=NS)
-    job = call(client, "start", {"kind": "sleep", "params": {"seconds": 0, "steps": 1}})["job"]
+    job = call(client, "start", {"kind": "sleep", "params": {"seconds": 0, "steps": 1}}, namespace=NS)["job"]
     app.config["JOB_MAX_ATTEMPTS"] = 2
     make_stale(app, job["id"])
     sweep(app)
@@ -351,33 +348,33 @@ def test_the_sweeper_requeues_a_vanished_workers_job_then_fails_it(app, connect,
     sweep(app)
     state = job_row(app, job["id"])
     assert state["status"] == "failed" and "stopped responding" in state["error"]
-    assert received(client, "done")[-1]["status"] == "failed"
+    assert received(client, "done", namespace=NS)[-1]["status"] == "failed"
     run_task(app, job["id"], attempt=1)  # the broker redelivers the first attempt at last: ignored
     assert job_row(app, job["id"])["status"] == "failed"
 
 
 def test_the_sweeper_ends_a_vanished_job_that_was_being_cancelled(app, connect, alice, queue):
     client = connect(alice, namespace=NS)
-    job = call(client, "start", {"kind": "sleep", "params": {"seconds": 0, "steps": 1}})["job"]
+    job = call(client, "start", {"kind": "sleep", "params": {"seconds": 0, "steps": 1}}, namespace=NS)["job"]
     make_stale(app, job["id"], cancel_requested=True)
     sweep(app)
     assert job_row(app, job["id"])["status"] == "cancelled"
 
 
 def test_http_jobs_are_the_same_jobs(client, connect, alice, bob, queue):
-    headers = {"Authorization": f"Bearer {alice['token']}"}
+    headers = bearer(alice["token"])
     answer = client.post("/api/jobs", json={"kind": "sleep", "params": {"seconds": 1, "steps": 1}}, headers=headers)
     assert answer.status_code == 202
     job = answer.get_json()["job"]
     assert answer.headers["Location"] == f"/api/jobs/{job['id']}"
     assert client.get(answer.headers["Location"], headers=headers).get_json() == {"job": job}
     assert [listed["id"] for listed in client.get("/api/jobs", headers=headers).get_json()] == [job["id"]]
-    other = client.get(f"/api/jobs/{job['id']}", headers={"Authorization": f"Bearer {bob['token']}"})
+    other = client.get(f"/api/jobs/{job['id']}", headers=bearer(bob["token"]))
     assert other.status_code == 404 and other.get_json()["error"]["code"] == "not_found"
     assert client.get(f"/api/jobs/{job['id']}/file", headers=headers).status_code == 404
     bad = client.post("/api/jobs", json={"kind": "sleep", "params": {"seconds": 1}}, headers=headers)
     assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "invalid"
-    watched = call(connect(alice, namespace=NS), "watch", {"job_id": job["id"]})
+    watched = call(connect(alice, namespace=NS), "watch", {"job_id": job["id"]}, namespace=NS)
     assert watched["job"]["id"] == job["id"]
 
 
@@ -388,7 +385,7 @@ def test_a_job_started_while_the_queue_is_down_is_queued_when_it_is_back(monkeyp
     client = connect(alice, namespace=NS)
     with monkeypatch.context() as broken:
         broken.setattr(Task, "apply_async", broker_down)
-        ack = call(client, "start", {"kind": "sleep", "params": {"seconds": 1, "steps": 1}})
+        ack = call(client, "start", {"kind": "sleep", "params": {"seconds": 1, "steps": 1}}, namespace=NS)
         assert ack["ok"] and ack["job"]["status"] == "queued" and queue["tasks"] == []
         with app.app_context():
             sweeper.sweep_stale_jobs()  # still down: nothing queued, nothing lost
@@ -402,7 +399,7 @@ def test_a_job_started_while_the_queue_is_down_is_queued_when_it_is_back(monkeyp
 
 
 def test_metrics_count_jobs_by_kind_and_status(client, connect, alice, queue):
-    call(connect(alice, namespace=NS), "start", {"kind": "sleep", "params": {"seconds": 1, "steps": 1}})
+    call(connect(alice, namespace=NS), "start", {"kind": "sleep", "params": {"seconds": 1, "steps": 1}}, namespace=NS)
     text = client.get("/metrics").get_data(as_text=True)
     assert 'roomcast_jobs{kind="sleep",status="queued"} 1.0' in text
 
@@ -417,8 +414,8 @@ def test_csv_cells_a_spreadsheet_would_run_are_escaped(app, client, connect, ali
     texts = ["=1+1", "+SUM(A1)", "-2", "@cmd", "\tx", "\rx", "plain = text"]
     for text in texts:
         assert chat.emit("send", {"room": "general", "text": text}, callback=True, namespace="/chat")["ok"]
-    job = call(owner, "start", {"kind": "export", "params": {"room": "general", "format": "csv"}})["job"]
+    job = call(owner, "start", {"kind": "export", "params": {"room": "general", "format": "csv"}}, namespace=NS)["job"]
     run_task(app, job["id"])
-    with client.get(f"/api/jobs/{job['id']}/file", headers={"Authorization": f"Bearer {alice['token']}"}) as answer:
+    with client.get(f"/api/jobs/{job['id']}/file", headers=bearer(alice["token"])) as answer:
         cells = [row["text"] for row in csv.DictReader(io.StringIO(answer.get_data(as_text=True)))]
     assert cells == ["'=1+1", "'+SUM(A1)", "'-2", "'@cmd", "'\tx", "'\rx", "plain = text"]

@@ -13,15 +13,13 @@ import pytest
 import requests
 
 from tests.clients import SocketClient, follow_to_the_end, register
-from tests.conftest import FAST_JOB_RECOVERY
+from tests.helpers import FAST_JOB_RECOVERY, bearer
 from tests.realstack import running_stack
+
+pytestmark = pytest.mark.integration
 
 TRANSPORTS = ["websocket", "polling"]
 names = (f"j{uuid.uuid4().hex[:6]}{n}" for n in itertools.count())
-
-
-def bearer(token):
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

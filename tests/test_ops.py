@@ -1,8 +1,12 @@
 """Health checks and metrics."""
 
+import pytest
+
 from app import create_app
 from devtools.embedded_redis import free_port
-from tests.conftest import config_for
+from tests.helpers import config_for
+
+pytestmark = pytest.mark.unit
 
 
 def test_healthz_answers_while_the_process_serves(client):
@@ -16,8 +20,8 @@ def test_readyz_checks_the_database_and_redis(client):
     assert body["failed"] == [] and body["checks"]["database"]["ok"] and body["checks"]["redis"]["ok"]
 
 
-def test_readyz_names_redis_when_it_is_down(database_url):
-    app = create_app(config_for(database_url, f"redis://127.0.0.1:{free_port()}/0"))
+def test_readyz_names_redis_when_it_is_down(database_url, instance_path):
+    app = create_app(config_for(database_url, f"redis://127.0.0.1:{free_port()}/0", instance_path))
     answer = app.test_client().get("/readyz")
     assert answer.status_code == 503
     body = answer.get_json()
@@ -25,7 +29,7 @@ def test_readyz_names_redis_when_it_is_down(database_url):
 
 
 def test_readyz_names_the_database_when_it_is_down(tmp_path, redis_url):
-    app = create_app(config_for(f"sqlite:///{tmp_path}/missing/folder/db.sqlite", redis_url))
+    app = create_app(config_for(f"sqlite:///{tmp_path}/missing/folder/db.sqlite", redis_url, tmp_path))
     answer = app.test_client().get("/readyz")
     assert answer.status_code == 503 and answer.get_json()["failed"] == ["database"]
 

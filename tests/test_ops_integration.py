@@ -5,10 +5,13 @@ import subprocess
 import sys
 import time
 
+import pytest
 import requests
 
 from tests.clients import SocketClient, register
 from tests.realstack import PROJECT_ROOT
+
+pytestmark = pytest.mark.integration
 
 
 def test_the_celery_worker_answers_a_ping(stack):

@@ -3,8 +3,9 @@
 import pytest
 
 from app import create_app
-from tests.conftest import config_for
-from tests.test_api import csrf_token
+from tests.helpers import config_for, csrf_token
+
+pytestmark = pytest.mark.unit
 
 
 @pytest.fixture
@@ -75,10 +76,10 @@ def test_the_socket_io_client_is_served_from_npm(client):
 
 @pytest.mark.parametrize("websocket_only, transports", [("0", ["polling", "websocket"]), ("1", ["websocket"])])
 def test_the_page_and_clients_follow_the_transport_setting(
-    monkeypatch, database_url, redis_url, make_user, websocket_only, transports
+    monkeypatch, database_url, redis_url, instance_path, make_user, websocket_only, transports
 ):
     monkeypatch.setenv("WEBSOCKET_ONLY", websocket_only)
-    client = create_app(config_for(database_url, redis_url)).test_client()
+    client = create_app(config_for(database_url, redis_url, instance_path)).test_client()
     assert client.get("/api/socketio").get_json() == {"path": "/socket.io", "transports": transports}
     make_user("alice")
     client.post("/login", data={"username": "alice", "password": "correct horse"})

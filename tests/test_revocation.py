@@ -1,11 +1,11 @@
 """Ending logins: logout ends the session everywhere, tokens can be revoked, and sockets follow."""
 
+import pytest
+
 from extensions import socketio
+from tests.helpers import bearer
 
-
-def bearer(token):
-    """Return the Authorization header of a token."""
-    return {"Authorization": f"Bearer {token}"}
+pytestmark = pytest.mark.unit
 
 
 def test_a_session_cookie_copied_before_logout_no_longer_works(app, alice):

@@ -16,8 +16,10 @@ import socketio
 
 from devtools.embedded_redis import free_port
 from tests.clients import SocketClient, follow_to_the_end, register, session_from
-from tests.conftest import FAST_JOB_RECOVERY
+from tests.helpers import FAST_JOB_RECOVERY, bearer, create_room, wait_until
 from tests.realstack import nginx_binary, running_stack
+
+pytestmark = pytest.mark.integration
 
 TRANSPORTS = ["websocket", "polling"]
 names = (f"s{uuid.uuid4().hex[:6]}{n}" for n in itertools.count())
@@ -66,25 +68,6 @@ def connected_clients(port, namespace="/chat"):
     text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     match = re.search(rf'^roomcast_connected_clients\{{namespace="{namespace}"\}} (\S+)$', text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
-
-
-def wait_until(condition, what, timeout=10):
-    """Poll condition until it holds; fail after timeout saying what was awaited."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
-def create_room(url, token):
-    """Create a fresh public room and return its name."""
-    room = f"r{uuid.uuid4().hex[:8]}"
-    answer = requests.post(
-        f"{url}/api/rooms", json={"name": room}, headers={"Authorization": f"Bearer {token}"}, timeout=10
-    )
-    assert answer.status_code == 201, answer.text
-    return room
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -306,7 +289,7 @@ def test_sigterm_to_one_web_process_while_people_chat_loses_nothing(cluster, sho
 
         stored = requests.get(
             f"{cluster.url}/api/rooms/{room}/messages?since=0&limit=1000",
-            headers={"Authorization": f"Bearer {token}"},
+            headers=bearer(token),
             timeout=10,
         ).json()
         assert [message["text"] for message in stored] == texts  # each stored once, retries included

@@ -13,8 +13,11 @@ import pytest
 import requests
 import websocket
 
-from tests.clients import SocketClient, register
+from tests.clients import SocketClient, StalledPolling, register
+from tests.helpers import create_room, flood, wait_until
 from tests.realstack import running_stack
+
+pytestmark = pytest.mark.integration
 
 MAX_PENDING_BYTES = 256 * 1024  # the stack's bound: small, so that a test floods only a few MB
 TEXT = "x" * 4000  # the longest message text: the most traffic per send
@@ -142,59 +145,6 @@ def take_text_frames(stream):
     return texts
 
 
-class StalledPolling:
-    """A /chat client on Engine.IO long-polling that joins a room, then never polls again; it still answers pings."""
-
-    def __init__(self, base_url, token, room):
-        self.http = requests.Session()
-        endpoint = f"{base_url}/socket.io/?EIO=4&transport=polling"
-        opened = self.http.get(endpoint, timeout=10)
-        assert opened.status_code == 200 and opened.text.startswith("0{"), opened.text
-        self.sid = json.loads(opened.text[1:])["sid"]
-        self.url = f"{endpoint}&sid={self.sid}"
-        self.post("40/chat," + json.dumps({"token": token}))
-        assert self._poll_until("40/chat,").startswith("40/chat,{")
-        self.post("42/chat,1" + json.dumps(["join", {"room": room}]))
-        (self.join_ack,) = json.loads(self._poll_until("43/chat,1").removeprefix("43/chat,1"))
-        assert self.join_ack["ok"], self.join_ack
-        self.stopped = threading.Event()
-        self.refused = threading.Event()
-        self.thread = threading.Thread(target=self._answer_pings, daemon=True)
-        self.thread.start()
-
-    def post(self, packets):
-        """POST one Engine.IO packet; return the response."""
-        return self.http.post(self.url, data=packets.encode(), timeout=10)
-
-    def _poll_until(self, prefix, polls=20):
-        """GET until a packet starting with prefix arrives (within `polls` GETs)."""
-        for _ in range(polls):
-            response = self.http.get(self.url, timeout=10)
-            assert response.status_code == 200, response.text
-            for packet in response.text.split("\x1e"):
-                if packet.startswith(prefix):
-                    return packet
-        raise AssertionError(f"no {prefix!r} packet within {polls} polls")
-
-    def _answer_pings(self):
-        for _ in range(300):  # at most five minutes
-            if self.stopped.wait(1.0):
-                return
-            if self.post("3").status_code != 200:
-                self.refused.set()  # the server no longer knows this session
-                return
-
-    def session_known(self):
-        """Tell whether the server still answers this session (a POST of a PONG)."""
-        return self.post("3").status_code == 200
-
-    def close(self):
-        """Stop answering pings and close the HTTP connection."""
-        self.stopped.set()
-        self.thread.join(timeout=5)
-        self.http.close()
-
-
 # --- the server's side of it ---
 
 
@@ -215,33 +165,6 @@ def dropped_total(stack, transport):
     return float(found.group(1)) if found else 0.0
 
 
-def create_room(url, token):
-    """Create a fresh public room; return its name."""
-    room = f"r{uuid.uuid4().hex[:8]}"
-    response = requests.post(
-        f"{url}/api/rooms", json={"name": room}, headers={"Authorization": f"Bearer {token}"}, timeout=10
-    )
-    assert response.status_code == 201, response.text
-    return room
-
-
-def flood(sender, room, count, until=None, deadline_seconds=120, pause=0.0):
-    """Send count messages, one after another (pause seconds apart); ask until() every 50 sends.
-
-    Return the seqs sent and the seconds it took until() to be true (None if it never was).
-    """
-    seqs, started, reached = [], time.monotonic(), None
-    for n in range(count):
-        ack = sender.call("send", {"room": room, "text": TEXT, "client_id": f"f{n}"}, timeout=30)
-        assert ack["ok"], ack
-        seqs.append(ack["message"]["seq"])
-        if until is not None and reached is None and n % 50 == 49 and until():
-            reached = time.monotonic() - started
-        assert time.monotonic() - started < deadline_seconds, f"{n + 1} sends took over {deadline_seconds} s"
-        time.sleep(pause)
-    return seqs, reached
-
-
 def received_seqs(client, room, expected, timeout=60):
     """Collect the seqs of the room's messages a client receives, until every expected seq came (or timeout)."""
     seqs, missing = set(), set(expected)
@@ -255,16 +178,6 @@ def received_seqs(client, room, expected, timeout=60):
             seqs.add(data["seq"])
             missing.discard(data["seq"])
     return seqs
-
-
-def wait_until(condition, timeout, step=0.1):
-    """Return True as soon as condition() is, or False after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(step)
-    return condition()
 
 
 # --- the tests ---
@@ -297,9 +210,7 @@ def test_websocket_clients_that_stop_reading_are_dropped_and_memory_stays_bounde
         assert dropped_total(slow_stack, "websocket") == dropped_before + 3
         # The server closed their connections though they read nothing (reading would let a blocked
         # writer finish): the kernel resets a closed connection, so their next PONG fails.
-        assert wait_until(lambda: all(client.refused.is_set() for client in stalled), timeout=10), (
-            "the server did not close the stalled clients' connections"
-        )
+        wait_until(lambda: all(client.refused.is_set() for client in stalled), "the server to close their connections")
         # The worker did not keep the flood for them.
         assert rss_growth < RSS_GROWTH_ALLOWED, f"worker RSS grew {rss_growth / 1e6:.1f} MB on {traffic / 1e6:.1f} MB"
         # The client that reads got every message, and was never dropped.
@@ -355,7 +266,7 @@ def test_a_polling_client_that_stops_polling_is_dropped(slow_stack):
         assert seconds_to_drop is not None, "the client that stopped polling was not dropped"
         assert dropped_total(slow_stack, "polling") == dropped_before + 1
         # Its session is gone: its next request is refused, and its client would connect anew.
-        assert wait_until(lambda: stalled.refused.is_set() or not stalled.session_known(), timeout=10)
+        wait_until(lambda: stalled.refused.is_set() or not stalled.session_known(), "its session to be gone")
         # A polling client that keeps polling got every message, and was never dropped.
         assert received_seqs(normal, room, seqs) == set(seqs)
         assert normal.sio.connected

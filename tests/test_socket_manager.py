@@ -9,6 +9,7 @@ import socketio
 
 from devtools.embedded_redis import EmbeddedRedis
 from resources.socket.manager import IndexedManager, ResyncingRedisManager
+from tests.helpers import wait_until
 
 
 def connect_clients(manager, count, namespace="/chat"):
@@ -19,6 +20,7 @@ def connect_clients(manager, count, namespace="/chat"):
             manager.basic_enter_room(sid, namespace, room, eio_sid=f"e{n}")
 
 
+@pytest.mark.unit
 def test_rooms_are_tracked_through_join_leave_and_disconnect():
     manager = IndexedManager()
     connect_clients(manager, 2)
@@ -42,6 +44,7 @@ def disconnect_all_seconds(manager, count):
     return time.perf_counter() - started
 
 
+@pytest.mark.unit
 def test_a_mass_disconnect_costs_each_client_its_own_rooms():
     ours = disconnect_all_seconds(IndexedManager(), 3000)
     theirs = disconnect_all_seconds(socketio.Manager(), 3000)  # tests every room for every client
@@ -54,14 +57,6 @@ def own_redis():
     server = EmbeddedRedis().start()
     yield server
     server.stop()
-
-
-def wait_until(condition, what, timeout=10):
-    """Poll condition until it holds; fail after timeout saying what was awaited."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 class RecordingRedisManager(ResyncingRedisManager):
@@ -85,24 +80,26 @@ def listening_server(url):
     return manager
 
 
+@pytest.mark.integration
 def test_the_listener_resubscribes_within_seconds_and_tells_its_clients_to_resync(own_redis):
     manager = listening_server(own_redis.url)
     assert manager.emitted == []  # the first subscription is no gap
 
     own_redis.stop(keep_port=True)
-    wait_until(lambda: not manager.subscribed, "the listener to notice Redis went away")
+    wait_until(lambda: not manager.subscribed, "the listener to notice Redis went away", interval=0.02)
     time.sleep(3)  # longer than python-socketio's first back-off steps (1 s, 2 s)
     own_redis.start()
     restarted = time.monotonic()
-    wait_until(lambda: manager.subscribed, "the listener to subscribe again")
+    wait_until(lambda: manager.subscribed, "the listener to subscribe again", interval=0.02)
     assert time.monotonic() - restarted < 2.5, "the listener should retry about every second"
-    wait_until(lambda: len(manager.emitted) == 2, "a resync to each namespace")
+    wait_until(lambda: len(manager.emitted) == 2, "a resync to each namespace", interval=0.02)
     assert manager.emitted == [
         ("resync", {"reason": "listener"}, "/chat", "local"),
         ("resync", {"reason": "listener"}, "/jobs", "local"),
     ]
 
 
+@pytest.mark.integration
 def test_publishes_that_failed_are_followed_by_a_resync_for_everyone(own_redis):
     emitter = RecordingRedisManager(own_redis.url, "test-channel", ("/chat",), write_only=True)
     socketio.Server(client_manager=emitter, async_mode="threading")

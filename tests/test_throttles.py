@@ -4,7 +4,9 @@ import pytest
 
 from app import create_app
 from devtools.embedded_redis import free_port
-from tests.conftest import config_for
+from tests.helpers import call, config_for
+
+pytestmark = pytest.mark.unit
 
 LIMITS = {
     "LOGIN_ATTEMPTS_PER_USERNAME": 3,
@@ -73,11 +75,6 @@ def test_registrations_are_limited_per_address(client):
     assert register("reg3", address="10.0.1.2").status_code == 201
 
 
-def call(client, event, payload, namespace="/chat"):
-    """Emit with an ack and return the ack."""
-    return client.emit(event, payload, callback=True, namespace=namespace)
-
-
 def test_messages_are_limited_per_user_across_their_connections(connect, alice, bob):
     tabs = [connect(alice), connect(alice)]
     acks = [call(tabs[n % 2], "send", {"room": "general", "text": f"m{n}"}) for n in range(6)]
@@ -114,8 +111,8 @@ def test_unfinished_jobs_are_limited_per_user(connect, alice, monkeypatch):
     assert call(client, "start", start, namespace="/jobs")["ok"]
 
 
-def test_throttles_are_off_while_redis_is_away(database_url):
-    config = config_for(database_url, f"redis://127.0.0.1:{free_port()}/0")
+def test_throttles_are_off_while_redis_is_away(database_url, instance_path):
+    config = config_for(database_url, f"redis://127.0.0.1:{free_port()}/0", instance_path)
     config.__dict__.update(LIMITS)
     client = create_app(config).test_client()
     for _ in range(5):  # past the per-username limit: not counted, so never refused
