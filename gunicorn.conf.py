@@ -6,7 +6,8 @@ import shutil
 import sys
 import tempfile
 
-from config import ConfigError, cors_allowed_origins, env, env_bool, env_int
+from config import ConfigError, cors_allowed_origins, env, env_bool, env_int, log_format
+from core.logs import logging_config
 
 # Metrics from every worker meet in files in this folder (see core/metrics.py). It
 # must be set before anything imports prometheus_client, which picks its
@@ -35,6 +36,9 @@ SUBSCRIBE_TIMEOUT = 10  # seconds a new worker waits for its Redis listener befo
 accesslog = os.environ.get("ACCESS_LOG", "-") or None  # empty: no access log
 errorlog = "-"
 loglevel = env("LOG_LEVEL", "info")
+# gunicorn's lines and the app's, in one format (LOG_FORMAT); the access line names the
+# request id the app answered with (X-Request-ID), which its own lines for that request carry.
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s'
 # gunicorn's control socket (gunicornc) is unused; do not write one under $HOME.
 control_socket_disable = True
 # No preload_app: each worker must monkey-patch before the app is imported.
@@ -51,6 +55,12 @@ def refuse(message):
     """Stop start-up with a clear message."""
     remove_own_metrics_dir()
     sys.exit(f"gunicorn.conf.py: {message}")
+
+
+try:
+    logconfig_dict = logging_config(log_format(), loglevel)
+except (ConfigError, ValueError) as error:
+    refuse(str(error))
 
 
 def raise_open_files_limit(needed):

@@ -1,1 +1,1 @@
-"""What every layer shares: error codes, payload validation, metrics, the Redis store."""
+"""What every layer shares: error codes, payload validation, metrics, structured logs, the Redis store."""

@@ -49,6 +49,9 @@ def wait_until_ready(url, web, seconds=60):
 def main():
     """Run everything until Ctrl-C or until one part dies."""
     env = dict(os.environ)
+    env.setdefault("LOG_FORMAT", "text")  # readable lines in a terminal; production logs JSON
+    # The Socket.IO Admin UI at /admin/, for the users made admins (README); production leaves it off.
+    env.setdefault("ADMIN_UI", "1")
     redis_server = None
     if not env.get("REDIS_URL"):
         redis_server = EmbeddedRedis().start()
@@ -67,6 +70,8 @@ def main():
         url = f"http://{address}/"
         if wait_until_ready(url, processes[0]):
             print(f"\nroomcast: open {url}  (Ctrl-C stops)\n", flush=True)
+            if env["ADMIN_UI"].strip().lower() in ("1", "true", "yes", "on"):
+                print(f"roomcast: the Socket.IO Admin UI, for admins (README): {url}admin/\n", flush=True)
         else:
             print(f"roomcast: {url}readyz did not answer yet; see the log above", file=sys.stderr)
         while all(process.poll() is None for process in processes):

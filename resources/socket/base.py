@@ -13,6 +13,7 @@ from flask_socketio import ConnectionRefusedError, Namespace, join_room
 from redis.exceptions import RedisError
 
 from core.errors import ProtocolError
+from core.logs import log_context
 from core.metrics import CONNECTED_CLIENTS, SOCKET_EVENTS
 from core.validation import validate
 from extensions import db
@@ -111,11 +112,13 @@ class BaseSocket(Namespace):
         self.user_ids[request.sid] = user_id
         self.buckets[request.sid] = TokenBucket(config["SOCKET_RATE_PER_SECOND"], config["SOCKET_RATE_BURST"])
         CONNECTED_CLIENTS.labels(self.namespace).inc()
+        log.info("connected", extra={"user": user_id})
 
     def on_disconnect(self, reason=None):
         """Forget the connection; subclasses extend this and call super()."""
         user_id = self.user_ids.pop(request.sid, None)
         if user_id is not None:
+            log.info("disconnected", extra={"user": user_id, "reason": reason})
             throttle.release_connection(user_id, request.sid)
             self.buckets.pop(request.sid, None)
             CONNECTED_CLIENTS.labels(self.namespace).dec()
@@ -135,7 +138,9 @@ class BaseSocket(Namespace):
             handler = partial(self._run_event, event, handler)
         # The same call flask_socketio.Namespace makes: it pushes the app and
         # request contexts and the connection's session around the handler.
-        return self.socketio._handle_event(handler, event, self.namespace, *args)
+        sid = args[0] if args else None
+        with log_context(sid=sid, user=self.user_ids.get(sid), namespace=self.namespace):
+            return self.socketio._handle_event(handler, event, self.namespace, *args)
 
     def _sent_by_client(self, event, args):
         """Tell a client's event named connect/disconnect from the server's own lifecycle call."""

@@ -1,5 +1,7 @@
 """The /chat namespace: rooms, messages, typing and presence."""
 
+import logging
+
 from flask import current_app, request
 from flask_socketio import join_room, leave_room, rooms
 
@@ -9,6 +11,7 @@ from resources.socket.base import BaseSocket, payload
 from services import chat, presence, throttle
 from services.channels import chat_room, chat_room_name
 
+log = logging.getLogger(__name__)
 HISTORY_LIMIT = 100
 
 
@@ -38,6 +41,7 @@ class ChatSocket(BaseSocket):
         # Follow the room before reading it: a message stored meanwhile then
         # arrives in the ack, as a broadcast, or both (clients drop duplicates by seq).
         join_room(chat_room(room))
+        log.info("joined", extra={"room": room})
         try:
             return self.catch_up(found, user, since, since_seq)
         except Exception:
@@ -77,6 +81,7 @@ class ChatSocket(BaseSocket):
         """Leave a room; the user stays a member."""
         if chat_room(room) in rooms():
             leave_room(chat_room(room))
+            log.info("left", extra={"room": room})
             self.exit(room, "left")
 
     @payload(room=ROOM_NAME, text=MESSAGE_TEXT, client_id=CLIENT_ID)
@@ -87,6 +92,7 @@ class ChatSocket(BaseSocket):
         throttle.hit("messages", user.id, limit, 10, "messages")
         found = chat.readable_room(room, user)
         message = chat.post_message(found, user, text, client_id).to_json()
+        log.info("message stored", extra={"room": room, "message_id": message["id"], "seq": message["seq"]})
         self.emit("message", message, room=chat_room(room))
         return {"message": message}
 

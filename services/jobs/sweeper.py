@@ -20,7 +20,7 @@ def sweep_stale_jobs():
     for job in db.session.scalars(pending).all():
         if not dispatch(job):
             break  # still away; next sweep
-        log.info("job %s: queued now that the job queue is back", job.id)
+        log.info("job %s: queued now that the job queue is back", job.id, extra={"job_id": job.id})
     config = current_app.config
     cutoff = utcnow() - timedelta(seconds=config["JOB_STALE_SECONDS"])
     query = db.select(Job).where(Job.status == "running", Job.heartbeat_at < cutoff)
@@ -31,9 +31,12 @@ def sweep_stale_jobs():
         elif job.attempt >= config["JOB_MAX_ATTEMPTS"]:
             error = f"its worker stopped responding, {job.attempt} times"
             if finish(job.id, "failed", error=error, **guard):
-                log.error("job %s failed: %s", job.id, error)
+                log.error("job %s failed: %s", job.id, error, extra={"job_id": job.id})
         elif requeue(job, cutoff):
-            log.warning("job %s: its worker stopped responding; queued attempt %s", job.id, job.attempt)
+            log.warning(
+                "job %s: its worker stopped responding; queued attempt %s", job.id, job.attempt,
+                extra={"job_id": job.id, "attempt": job.attempt},
+            )  # fmt: skip
             emit("progress", progress_event(job.id, job.version, job.progress, "retrying"), job_room(job.id), JOBS)
             dispatch(job)
 
@@ -44,6 +47,7 @@ def requeue(job, cutoff):
         Job.id == job.id, Job.attempt == job.attempt, Job.status == "running", Job.heartbeat_at < cutoff
     )
     values = {"status": "queued", "attempt": job.attempt + 1, "heartbeat_at": None, "version": Job.version + 1}
+    values["queued_at"] = utcnow()
     moved = db.session.execute(statement.values(**values)).rowcount
     db.session.commit()
     db.session.refresh(job)

@@ -1,5 +1,7 @@
 """What a web process does with jobs: start one, find the caller's, cancel, list."""
 
+import logging
+
 from flask import current_app
 from sqlalchemy import update
 
@@ -9,6 +11,8 @@ from extensions import db
 from models import Job
 from services import chat
 from services.jobs.state import KINDS, finish, task_id
+
+log = logging.getLogger(__name__)
 
 
 def create_job(owner, kind, params, room_name=None):
@@ -27,6 +31,7 @@ def create_job(owner, kind, params, room_name=None):
     job = Job(kind=kind, params=params, owner=owner, room=room)
     db.session.add(job)
     db.session.commit()
+    log.info("job created", extra={"job_id": job.id, "kind": kind, "user": owner.id, "room": room_name})
     return job
 
 
@@ -42,6 +47,7 @@ def cancel_job(job):
     """Cancel a queued job at once, or ask a running one to stop at its next checkpoint."""
     if job.finished:
         return job
+    log.info("job cancel asked", extra={"job_id": job.id, "attempt": job.attempt})
     current_app.extensions["celery"].control.revoke(task_id(job.id, job.attempt))
     if not finish(job.id, "cancelled", statuses=("queued",)):
         # queued too: the sweeper may have queued it again since; its next run stops at once.
