@@ -33,6 +33,8 @@ class User(UserMixin, db.Model):
     # Every login session and token carries the version it was made under: raising it ends them all.
     session_version: Mapped[int] = mapped_column(default=1)
     disabled: Mapped[bool] = mapped_column(default=False)
+    # May log in to the Socket.IO Admin UI (/admin/); set with `flask users grant-admin NAME`.
+    is_admin: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def to_json(self):
@@ -132,6 +134,10 @@ class Job(db.Model):
     dispatch_pending: Mapped[bool] = mapped_column(default=False)
     # Written by the running task every few seconds; a stale one means its worker vanished.
     heartbeat_at: Mapped[datetime | None]
+    # When its current attempt was queued; how long the attempt that ran waited, and ran (for /metrics).
+    queued_at: Mapped[datetime | None] = mapped_column(default=utcnow)
+    queue_seconds: Mapped[float | None]
+    run_seconds: Mapped[float | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     owner: Mapped[User] = relationship(lazy="joined")

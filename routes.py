@@ -119,7 +119,10 @@ def check_listener():
 def metrics_page():
     """Expose Prometheus metrics, summed over every web process."""
     try:
-        body = metrics.render(jobs_state.count_by_kind_and_status)
+        shared = metrics.SharedStateCollector(
+            jobs_state.count_by_kind_and_status, jobs_state.durations_by_kind, jobs_state.queue_length
+        )
+        body = metrics.render(shared)
     finally:
         db.session.remove()
     return Response(body, mimetype="text/plain; version=0.0.4; charset=utf-8")

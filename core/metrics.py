@@ -12,11 +12,12 @@ from prometheus_client import (  # noqa: E402
     CollectorRegistry,
     Counter,
     Gauge,
+    Histogram,
     disable_created_metrics,
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily  # noqa: E402
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily  # noqa: E402
 
 disable_created_metrics()  # *_created series double the page and nobody graphs them
 
@@ -52,6 +53,19 @@ SLOW_CLIENTS_DROPPED = Counter(
     "Socket.IO clients disconnected for having over SOCKET_MAX_PENDING_BYTES waiting to be sent, by transport.",
     ["transport"],
 )
+DELIVERY_SECONDS = Histogram(
+    "roomcast_delivery_seconds",
+    "Seconds from an event's publish to Redis by another process (web or Celery) to its delivery to this "
+    "process's clients, by namespace and event; a process delivers its own emits at once, unmeasured. "
+    "Read on two clocks when the publisher is on another machine.",
+    ["namespace", "event"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+# Series that exist from the start, at 0, so graphs and alerts see them before their first event.
+for scope in ("local", "all"):
+    RESYNCS.labels(scope)
+for transport in ("websocket", "polling"):
+    SLOW_CLIENTS_DROPPED.labels(transport)
 HTTP_REQUESTS = Counter(
     "roomcast_http_requests_total",
     "HTTP requests answered, by method and status.",
@@ -59,27 +73,47 @@ HTTP_REQUESTS = Counter(
 )
 
 
-class JobsCollector:
-    """Report jobs by kind and status, counted in the database at scrape time."""
+JOB_SECONDS_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
-    def __init__(self, counts):
-        self.counts = counts  # a callable returning {(kind, status): count}
+
+class SharedStateCollector:
+    """Report what every process shares, read at scrape time: jobs from the database, the Celery queue from Redis.
+
+    Any web process answers the same figures, for the whole deployment: sum them over processes and they double.
+    """
+
+    def __init__(self, job_counts, job_durations, queue_length):
+        self.job_counts = job_counts  # () -> {(kind, status): count}
+        self.job_durations = job_durations  # (column, buckets) -> {kind: (bucket counts, count, sum)}
+        self.queue_length = queue_length  # () -> tasks waiting in the Celery queue
 
     def collect(self):
-        """Yield the roomcast_jobs gauge."""
-        family = GaugeMetricFamily("roomcast_jobs", "Jobs by kind and status.", labels=["kind", "status"])
-        for (kind, status), count in sorted(self.counts().items()):
-            family.add_metric([kind, status], count)
-        yield family
+        """Yield the jobs gauge, the queue wait and run time histograms, and the queue's length."""
+        jobs = GaugeMetricFamily("roomcast_jobs", "Jobs by kind and status.", labels=["kind", "status"])
+        for (kind, status), count in sorted(self.job_counts().items()):
+            jobs.add_metric([kind, status], count)
+        yield jobs
+        for column, name, documentation in (
+            ("queue_seconds", "roomcast_job_queue_seconds", "Seconds each job waited for a worker, by kind."),
+            ("run_seconds", "roomcast_job_run_seconds", "Seconds a worker ran each finished job, by kind."),
+        ):
+            family = HistogramMetricFamily(name, documentation, labels=["kind"])
+            for kind, (counts, count, total) in sorted(self.job_durations(column, JOB_SECONDS_BUCKETS).items()):
+                buckets = [(str(float(bound)), below) for bound, below in zip(JOB_SECONDS_BUCKETS, counts, strict=True)]
+                family.add_metric([kind], [*buckets, ("+Inf", count)], total)
+            yield family
+        queue = GaugeMetricFamily("roomcast_celery_queue_length", "Job tasks waiting in the Celery queue (Redis).")
+        queue.add_metric([], self.queue_length())
+        yield queue
 
 
-def render(job_counts):
-    """Return the metrics page body: every web process's values, and the jobs from the database."""
+def render(shared_state):
+    """Return the metrics page body: every web process's values, then the deployment's shared state."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:
         registry = REGISTRY
-    jobs = CollectorRegistry()
-    jobs.register(JobsCollector(job_counts))
-    return generate_latest(registry) + generate_latest(jobs)
+    shared = CollectorRegistry()
+    shared.register(shared_state)
+    return generate_latest(registry) + generate_latest(shared)

@@ -5,9 +5,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import case, update
 
-from extensions import db
+from extensions import db, redis_store
 from models import BOT_USERNAME, Job, User, utcnow
 from services import chat
 from services.channels import CHAT, JOBS, chat_room, emit, job_room
@@ -39,7 +39,7 @@ def dispatch(job):
         KINDS[job.kind].task.apply_async(args=(job.id, job.attempt), task_id=task_id(job.id, job.attempt))
     except Exception as error:  # the broker is down: the job stays queued, marked for the sweeper
         log.warning("job %s: the job queue is unavailable (%s: %s); queued again when it is back",
-                    job.id, type(error).__name__, error)  # fmt: skip
+                    job.id, type(error).__name__, error, extra={"job_id": job.id})  # fmt: skip
         db.session.rollback()
         db.session.execute(update(Job).where(Job.id == job.id).values(dispatch_pending=True))
         db.session.commit()
@@ -47,6 +47,7 @@ def dispatch(job):
     if job.dispatch_pending:
         db.session.execute(update(Job).where(Job.id == job.id).values(dispatch_pending=False))
         db.session.commit()
+    log.info("job queued", extra={"job_id": job.id, "attempt": job.attempt})
     return True
 
 
@@ -57,7 +58,9 @@ def task_id(job_id, attempt):
     return f"{current_app.config['REDIS_KEY_PREFIX']}job-{job_id}-{attempt}"
 
 
-def finish(job_id, status, result=None, error=None, attempt=None, statuses=("running",), stale_before=None):
+def finish(
+    job_id, status, result=None, error=None, attempt=None, statuses=("running",), stale_before=None, run_seconds=None
+):
     """End the job if it is still in one of `statuses` (and this attempt's); emit done; tell its room."""
     conditions = [Job.id == job_id, Job.status.in_(statuses)]
     if attempt is not None:
@@ -67,6 +70,8 @@ def finish(job_id, status, result=None, error=None, attempt=None, statuses=("run
     values = {"status": status, "result": result, "error": error, "heartbeat_at": None, "version": Job.version + 1}
     if status == "succeeded":
         values["progress"] = 100
+    if run_seconds is not None:
+        values["run_seconds"] = run_seconds
     ended = db.session.execute(update(Job).where(*conditions).values(**values)).rowcount == 1
     db.session.commit()
     if not ended:
@@ -74,6 +79,7 @@ def finish(job_id, status, result=None, error=None, attempt=None, statuses=("run
     job = db.session.get(Job, job_id)
     db.session.refresh(job)
     done = {"job_id": job_id, "version": job.version, "status": status, "result": result, "error": error}
+    log.info("job %s", status, extra={"job_id": job_id, "attempt": job.attempt, "status": status})
     emit("done", done, job_room(job_id), JOBS)
     if job.room is not None:
         announce_outcome(job)
@@ -103,6 +109,26 @@ def outcome_text(job):
 def export_file(job_id, fmt):
     """Return the path of an export's file, in EXPORT_DIR (shared by workers and web processes)."""
     return Path(current_app.config["EXPORT_DIR"]) / f"job-{job_id}.{fmt}"
+
+
+def durations_by_kind(column, bounds):
+    """Return {kind: (jobs at or under each bound, jobs, total seconds)} of a timing column, for /metrics."""
+    seconds = getattr(Job, column)
+    under = [db.func.sum(case((seconds <= bound, 1), else_=0)) for bound in bounds]
+    query = db.select(Job.kind, db.func.count(seconds), db.func.sum(seconds), *under).group_by(Job.kind)
+    return {
+        kind: ([int(n or 0) for n in counts], count, float(total or 0))
+        for kind, count, total, *counts in db.session.execute(query.where(seconds.is_not(None)))
+    }
+
+
+def queue_length():
+    """Return how many job tasks wait in the Celery queue (kombu's Redis lists: one per priority step)."""
+    queue = current_app.config["CELERY"]["task_default_queue"]
+    pipeline = redis_store.client.pipeline(transaction=False)
+    for key in (queue, *(f"{queue}\x06\x16{step}" for step in (3, 6, 9))):
+        pipeline.llen(key)
+    return sum(pipeline.execute())
 
 
 def count_by_kind_and_status():

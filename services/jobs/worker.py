@@ -9,6 +9,7 @@ from flask import current_app
 from sqlalchemy import and_, or_, update
 
 from core.errors import ProtocolError
+from core.logs import log_context
 from extensions import db
 from models import Job, utcnow
 from services.channels import JOBS, emit, job_room
@@ -70,7 +71,8 @@ def job_task(kind, authorize=None, **params):
     def register(body):
         @shared_task(name=f"roomcast.jobs.{kind}")
         def task(job_id, attempt):
-            run_job(body, job_id, attempt)
+            with log_context(job_id=job_id, attempt=attempt):  # on every line the run writes
+                run_job(body, job_id, attempt)
 
         task.__doc__ = body.__doc__
 
@@ -86,9 +88,15 @@ def run_job(body, job_id, attempt):
     if job is None or not claim(job, attempt):
         log.info("job %s attempt %s: nothing to do (finished, superseded or running elsewhere)", job_id, attempt)
         return
+    log.info("job running", extra={"kind": job.kind})
     run = JobRun(job, attempt)
     running = state.progress_event(job_id, job.version, job.progress, "running")
     emit("progress", running, job_room(job_id), JOBS)
+    started = time.monotonic()
+
+    def end(status, **outcome):
+        state.finish(job_id, status, attempt=attempt, run_seconds=time.monotonic() - started, **outcome)
+
     try:
         result = body(run, **job.params)
     except JobLost:
@@ -96,24 +104,24 @@ def run_job(body, job_id, attempt):
         log.warning("job %s attempt %s: superseded by another attempt; stopping", job_id, attempt)
     except JobCancelled:
         db.session.rollback()
-        state.finish(job_id, "cancelled", attempt=attempt)
+        end("cancelled")
     except ProtocolError as error:  # a refusal the owner should read, e.g. no longer a member
         db.session.rollback()
-        state.finish(job_id, "failed", error=error.message, attempt=attempt)
+        end("failed", error=error.message)
     except Exception as error:
         db.session.rollback()
         log.exception("job %s (%s) failed", job_id, job.kind)
-        state.finish(job_id, "failed", error=f"{type(error).__name__}: {error}"[:500], attempt=attempt)
+        end("failed", error=f"{type(error).__name__}: {error}"[:500])
     else:
         # Clients that draw only progress events see the bar reach 100 before done.
         record_progress(job_id, attempt, 100, "finished")
-        state.finish(job_id, "succeeded", result=result, attempt=attempt)
+        end("succeeded", result=result)
 
 
 def claim(job, attempt):
     """Take the job for this attempt, telling a dead runner's returned task from a duplicate."""
     fresh = 2 * current_app.config["JOB_HEARTBEAT_SECONDS"]
-    if claim_attempt(job.id, attempt, fresh):
+    if claim_attempt(job.id, attempt, fresh, job.queued_at):
         db.session.refresh(job)
         return True
     db.session.refresh(job)
@@ -123,12 +131,12 @@ def claim(job, attempt):
     # process running it just died (acks_late put the task back at once) or the
     # broker delivered it twice. A dead runner's heartbeat stops; wait to see.
     time.sleep(fresh)
-    claimed = claim_attempt(job.id, attempt, fresh)
+    claimed = claim_attempt(job.id, attempt, fresh, job.queued_at)
     db.session.refresh(job)
     return claimed
 
 
-def claim_attempt(job_id, attempt, fresh_seconds):
+def claim_attempt(job_id, attempt, fresh_seconds, queued_at=None):
     """Mark the job running for this attempt; False if it is finished, superseded or alive elsewhere."""
     now = utcnow()
     alive_since = now - timedelta(seconds=fresh_seconds)
@@ -139,6 +147,8 @@ def claim_attempt(job_id, attempt, fresh_seconds):
     )
     statement = update(Job).where(Job.id == job_id, Job.attempt == attempt, claimable)
     values = {"status": "running", "heartbeat_at": now, "version": Job.version + 1}
+    if queued_at is not None:
+        values["queue_seconds"] = max(0.0, (now - queued_at).total_seconds())
     claimed = db.session.execute(statement.values(**values)).rowcount == 1
     db.session.commit()
     return claimed
