@@ -6,6 +6,7 @@ from extensions import socketio
 
 CHAT = "/chat"
 JOBS = "/jobs"
+ADMIN = "/admin"  # the Socket.IO Admin UI's, with ADMIN_UI=1 (resources/socket/admin_ui.py); admins only
 RESYNC_NAMESPACES = (CHAT, JOBS)  # whose clients catch up from the database when told to resync
 EMITTER = "roomcast_emitter"  # app.extensions key of a Celery worker's write-only SocketIO
 

@@ -11,6 +11,10 @@ up to a minute after an error and drops a publish that fails twice, with nothing
 to tell the clients. Here a worker subscribes before it serves, retries within a
 second, and when its channel had a gap (the listener was down, or publishes
 failed) it sends `resync` so clients catch up from the database (docs/protocol.md).
+
+The Admin UI (admin_ui.py): its reports to the admin namespace go nowhere while no
+admin is connected to any process, and its actions (join, leave, disconnect) reach
+the sockets of every process.
 """
 
 import logging
@@ -19,19 +23,64 @@ import time
 
 import socketio
 
-from core.metrics import LISTENER_SUBSCRIBED, PUBLISH_FAILURES, RESYNCS
+from core.metrics import DELIVERY_SECONDS, LISTENER_SUBSCRIBED, PUBLISH_FAILURES, RESYNCS
 
 log = logging.getLogger(__name__)
 RESYNC_EVENT = "resync"
 DISCONNECT_ROOM_EVENT = "roomcast:disconnect-room"  # never sent to a client
+ADMIN_WATCH_EVENT = "roomcast:admin-watch"  # never sent to a client either
+ADMIN_ACTION_EVENT = "roomcast:admin-action"  # nor this one
+ADMIN_ACTIONS = ("join", "leave", "disconnect")
 
 
 class RoomIndex:
-    """Keep (namespace, sid) -> room names beside the manager's own rooms."""
+    """Keep (namespace, sid) -> room names beside the manager's own rooms; send Admin UI reports only when watched."""
+
+    # An admin's presence, told to every process, lasts this long unless told again (admin_ui.py repeats it).
+    ADMIN_WATCH_SECONDS = 30
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.sid_rooms = {}
+        self.admin_namespace = None  # the Admin UI's namespace once admin_ui.py has instrumented the server
+        self.admin_watched_until = 0.0
+        self.on_admin_arrived = None  # called with an admin's sid when one connects to another process
+
+    def emit(self, event, data, namespace=None, *args, **kwargs):
+        # python-socketio's instrument() reports every connect, event, room change and
+        # ping of every client as an emit to the admin namespace: on Redis, a publish
+        # each, read by every process. While no admin is connected anywhere, they go nowhere.
+        if namespace is not None and namespace == self.admin_namespace and not self.admin_watched():
+            return None
+        return super().emit(event, data, namespace, *args, **kwargs)
+
+    def admin_watched(self):
+        """Tell whether an admin was connected to some process lately."""
+        return time.monotonic() < self.admin_watched_until
+
+    def admin_watching(self, admin_sid=None):
+        """Note that an admin is connected (admin_sid: one has just connected here): report to the Admin UI."""
+        self.admin_watched_until = time.monotonic() + self.ADMIN_WATCH_SECONDS
+
+    def admin_watched_elsewhere(self, admin_sid=None):
+        """Note that an admin is connected to another process; tell a newcomer of this process's sockets."""
+        self.admin_watched_until = time.monotonic() + self.ADMIN_WATCH_SECONDS
+        if admin_sid and self.on_admin_arrived is not None:
+            self.server.start_background_task(self.on_admin_arrived, admin_sid)
+
+    def admin_act(self, action, namespace, room_filter, room=None):
+        """Carry out an admin's action on the sockets of a namespace in room_filter (None: all), on every process."""
+        self.admin_act_locally(action, namespace, room_filter, room)
+
+    def admin_act_locally(self, action, namespace, room_filter, room=None):
+        """Carry out an admin's action (ADMIN_ACTIONS) on this process's sockets of a namespace in room_filter."""
+        for sid, _ in list(self.get_participants(namespace, room_filter)):
+            if action == "join":
+                self.server.enter_room(sid, room, namespace=namespace)
+            elif action == "leave":
+                self.server.leave_room(sid, room, namespace=namespace)
+            elif action == "disconnect":
+                self.server.disconnect(sid, namespace=namespace, ignore_queue=True)
 
     def basic_enter_room(self, sid, namespace, room, eio_sid=None):
         super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
@@ -46,7 +95,9 @@ class RoomIndex:
     def basic_disconnect(self, sid, namespace, **kwargs):
         # What python-socketio's basic_disconnect does, with the rooms from the index.
         for room in self.sid_rooms.pop((namespace, sid), ()):
-            super().basic_leave_room(sid, namespace, room)
+            # self's, not super()'s: the Admin UI's instrument() wraps it to report room_left
+            # (its UI keeps a disconnected socket in its rooms until told).
+            self.basic_leave_room(sid, namespace, room)
         self.callbacks.pop(sid, None)
         for pending in (self.pending_connect, self.pending_disconnect):
             sids = pending.get(namespace)
@@ -114,6 +165,8 @@ class ResyncingRedisManager(RoomIndex, socketio.RedisManager):
         try:
             if self.publisher is None:
                 self.publisher = self._get_redis_module().Redis.from_url(self.redis_url, **self.redis_options)
+            if isinstance(data, dict):
+                data["published_at"] = time.time()  # for roomcast_delivery_seconds, where it is delivered
             self.publisher.publish(self.channel, self.json.dumps(data))
         except Exception as error:
             PUBLISH_FAILURES.inc()
@@ -132,11 +185,35 @@ class ResyncingRedisManager(RoomIndex, socketio.RedisManager):
         # of an event name of ours, which _handle_emit acts on instead of sending.
         self.emit(DISCONNECT_ROOM_EVENT, None, namespace="/", room=room)
 
+    def admin_watching(self, admin_sid=None):
+        """Note that an admin is connected here, and tell every other process (they report to it too)."""
+        super().admin_watching(admin_sid)
+        self.emit(ADMIN_WATCH_EVENT, {"sid": admin_sid}, namespace="/", room=ADMIN_WATCH_EVENT)
+
+    def admin_act(self, action, namespace, room_filter, room=None):
+        """Carry out an admin's action on the sockets of a namespace in room_filter, on every process."""
+        data = {"action": action, "namespace": namespace, "room_filter": room_filter, "room": room}
+        self.emit(ADMIN_ACTION_EVENT, data, namespace="/", room=ADMIN_ACTION_EVENT)
+
     def _handle_emit(self, message):
-        if message.get("event") == DISCONNECT_ROOM_EVENT:
+        event = message.get("event")
+        if event == DISCONNECT_ROOM_EVENT:
             self.disconnect_local_room(message.get("room"))
+        elif event in (ADMIN_WATCH_EVENT, ADMIN_ACTION_EVENT):
+            data = message.get("data")  # what was emitted, or [it] when it came through the server's emit
+            data = data[0] if isinstance(data, list) and data else data
+            data = data if isinstance(data, dict) else {}
+            if event == ADMIN_ACTION_EVENT:
+                action, namespace = data.get("action"), data.get("namespace")
+                self.admin_act_locally(action, namespace, data.get("room_filter"), data.get("room"))
+            elif message.get("host_id") != self.host_id:  # this process noted it already
+                self.admin_watched_elsewhere(data.get("sid"))
         else:
             super()._handle_emit(message)
+            published_at = message.get("published_at")
+            if isinstance(published_at, float):
+                namespace, event = message.get("namespace") or "/", str(message.get("event"))
+                DELIVERY_SECONDS.labels(namespace, event).observe(max(0.0, time.time() - published_at))
 
     def resync_everyone(self, reason):
         """Tell every client of every process to catch up (some of our publishes were lost)."""
