@@ -1,8 +1,10 @@
 """Socket.IO on the app: the server's options and internals (resources/socket/), then the namespaces."""
 
 from extensions import socketio
+from resources.socket import admin_ui
 from resources.socket.chat import ChatSocket
 from resources.socket.contexts import prepare_event_contexts
+from resources.socket.handshake import connect_packet_first, strict_engineio_requests
 from resources.socket.jobs import JobsSocket
 from resources.socket.manager import client_manager
 from resources.socket.outbox import bound_outboxes
@@ -26,7 +28,12 @@ def init_socketio(app):
         async_handlers=False,
         serializer=AnsweringPacket,
     )
+    # First: instrument() replaces the Engine.IO connect/disconnect handlers, so what wraps them comes after.
+    admin_ui.instrument(app, socketio)
     drop_bad_packets(socketio.server)
+    # Before anything that keeps a reference to eio.send_packet or server._handle_connect (none does yet).
+    connect_packet_first(socketio.server)
+    strict_engineio_requests(socketio.server.eio)
     bound_outboxes(socketio.server, app.config["SOCKET_MAX_PENDING_BYTES"])
     prepare_event_contexts(app)
     # init_app builds a new Socket.IO server, so namespaces are registered after it.

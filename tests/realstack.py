@@ -57,13 +57,17 @@ class Stack:
         """Apply the migrations with the Procfile's release command, as a deployment does."""
         subprocess.run(procfile_command("release"), env=self.env, cwd=PROJECT_ROOT, check=True, capture_output=True)
 
-    def start_web(self, port=None, timeout=30):
-        """Start a gunicorn process (the Procfile's web) on port (default self.port); wait for /readyz."""
+    def start_web(self, port=None, timeout=30, app=None):
+        """Start a gunicorn process (the Procfile's web) on port (default self.port); wait for /readyz.
+
+        app: a WSGI app to serve instead of gunicorn.conf.py's wsgi_app ("module:variable").
+        """
         port = port or self.port
         env = {**self.env, "PORT": str(port)}
         if self.metrics_dir_per_process:
             env["PROMETHEUS_MULTIPROC_DIR"] = str(self.log_dir / f"metrics-{port}")
-        web = Process(f"web-{port}-{len(self.webs)}", procfile_command("web"), env, self.log_dir)
+        command = procfile_command("web", *([app] if app else []))
+        web = Process(f"web-{port}-{len(self.webs)}", command, env, self.log_dir)
         self.webs.append(web)
         if port == self.port:
             self.web = web

@@ -3,8 +3,10 @@
 import gc
 import logging
 import signal
+from datetime import timedelta
 
 import gevent
+from gunicorn.workers.ggevent import GeventResponse
 
 from extensions import socketio
 
@@ -15,7 +17,7 @@ FIRST_REQUEST_SECONDS = 10  # a new connection's first request line must come wi
 def serve_in_worker(worker, keepalive, subscribe_timeout):
     """Prepare a gunicorn worker whose app is loaded (post_worker_init) to serve Socket.IO clients."""
     if worker.wsgi_handler is not None:  # pywsgi-based workers (ours); `-k gevent` has its own keepalive
-        worker.wsgi_handler = close_when_idle(worker.wsgi_handler, keepalive)
+        worker.wsgi_handler = request_handler(worker.wsgi_handler, keepalive)
 
     # Subscribe to the Socket.IO channel before serving: python-socketio would do it
     # at the first connect, and lose what is published until the subscription is in.
@@ -60,8 +62,11 @@ def close_all_connections(socketio):
         eio.sockets.pop(sid, None)
 
 
-def close_when_idle(handler_class, seconds):
-    """Return handler_class, closing a connection idle for `seconds` between requests (0: after each)."""
+def request_handler(handler_class, seconds):
+    """Return gevent-websocket's handler_class, fixed: idle connections closed, bad upgrades answered, access logged.
+
+    A connection idle for `seconds` between requests is closed (0: after each request).
+    """
 
     class Handler(handler_class):
         served = False  # per connection: gevent makes a handler for each
@@ -77,6 +82,23 @@ def close_when_idle(handler_class, seconds):
                 return super().read_requestline()
             return ""
 
+        def start_response(self, status, headers, exc_info=None):
+            # gevent's pywsgi closes an HTTP/1.1 connection after this response when the
+            # request said Connection: close (read_request), or when keep-alive is off here,
+            # but says so only to HTTP/1.0 clients (start_response adds no Connection header
+            # for 1.1). A pooling client (Node's http agent, node-fetch) then keeps the
+            # socket and sends its next request into the closed connection: "socket hang up".
+            if seconds <= 0:  # keep-alive off: read_requestline will not read another request
+                self.close_connection = True
+            if (
+                self.close_connection
+                and self.request_version == "HTTP/1.1"
+                and not status.startswith("101")
+                and not any(text(name).lower() == "connection" for name, _ in headers)
+            ):
+                headers = [*headers, ("Connection", "close")]
+            return super().start_response(status, headers, exc_info)
+
         def upgrade_websocket(self):
             # gevent-websocket refuses a bad upgrade (no Sec-WebSocket-Version) with a
             # text body, which pywsgi cannot write: the client got nothing and the log a traceback.
@@ -85,7 +107,29 @@ def close_when_idle(handler_class, seconds):
                 return [part.encode() if isinstance(part, str) else part for part in result]
             return result
 
+        def get_environ(self):
+            environ = super().get_environ()
+            environ["RAW_URI"] = self.path  # gunicorn's access log reads it (its own handler sets it)
+            return environ
+
+        def log_request(self):
+            # gevent-websocket logs requests its own way, to a logger that gunicorn's
+            # ACCESS_LOG and access_log_format do not reach: log them through gunicorn
+            # (a WebSocket's line comes when it closes), with headers as text, not bytes.
+            if not self.environ or not self.status:  # refused before it was parsed (a malformed request)
+                return super().log_request()
+            headers = [(text(name), text(value)) for name, value in getattr(self, "response_headers", None) or ()]
+            response = GeventResponse(text(self.status), headers, self.response_length)
+            request_headers = self.headers.items() if getattr(self, "headers", None) is not None else []
+            took = timedelta(seconds=max(0.0, (self.time_finish or self.time_start) - self.time_start))
+            self.server.log.access(response, request_headers, self.environ, took)
+
     return Handler
+
+
+def text(value):
+    """Return a header name or value as str (gevent keeps them as bytes)."""
+    return value.decode("latin-1") if isinstance(value, bytes) else value
 
 
 class IgnoreWebSocketClose:

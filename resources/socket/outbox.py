@@ -83,6 +83,10 @@ class BoundedSocket(engineio_socket.Socket):
         # that one batch, at most the bound and a packet, waits in its handler).
         if not self.upgraded:
             self.written(sum(encoded_size(pkt) for pkt in packets))
+            if not packets and self.closed and not self.upgrading:
+                # The session closed while this poll waited (the client's close packet):
+                # engineio would answer an empty body; the protocol answers a noop.
+                return [packet.Packet(packet.NOOP)]
         return packets
 
     def written(self, nbytes):
