@@ -39,11 +39,11 @@ def create_app(config=None):
     if not logging.root.handlers:  # gunicorn and Celery configure logging before; scripts and flask CLI do not
         configure_logging(app.config["LOG_FORMAT"], app.config["LOG_LEVEL"])
 
+    register_request_ids(app)  # first: every answer has one, CSRF's refusals included
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)
     register_request_metrics(app)
-    register_request_ids(app)
     register_security_headers(app)
     register_commands(app)
     celery_init_app(app)

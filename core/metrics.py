@@ -1,5 +1,6 @@
 """Prometheus metrics, correct when gunicorn runs several worker processes."""
 
+import logging
 import os
 
 # Empty means unset, as for every setting (an env file copied from .env.example has it
@@ -19,6 +20,7 @@ from prometheus_client import (  # noqa: E402
 )
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily  # noqa: E402
 
+log = logging.getLogger(__name__)
 disable_created_metrics()  # *_created series double the page and nobody graphs them
 
 # With PROMETHEUS_MULTIPROC_DIR set (gunicorn.conf.py sets it), every process
@@ -88,11 +90,31 @@ class SharedStateCollector:
         self.queue_length = queue_length  # () -> tasks waiting in the Celery queue
 
     def collect(self):
-        """Yield the jobs gauge, the queue wait and run time histograms, and the queue's length."""
+        """Yield the jobs gauge and histograms from the database, and the queue's length from the broker.
+
+        A source that fails (the database or Redis away) leaves its families out, with a log
+        line: the process's own metrics, which say what is wrong, are still served.
+        """
+        try:
+            yield from self.collect_jobs()
+        except Exception as error:
+            log.warning("/metrics without the job figures: the database failed (%s)", error)
+        try:
+            length = self.queue_length()
+        except Exception as error:
+            log.warning("/metrics without the Celery queue's length: the broker failed (%s)", error)
+            return
+        if length is not None:  # None: a broker whose queue this cannot read (not Redis)
+            queue = GaugeMetricFamily("roomcast_celery_queue_length", "Job tasks waiting in the Celery queue.")
+            queue.add_metric([], length)
+            yield queue
+
+    def collect_jobs(self):
+        """Yield the jobs gauge, and the queue wait and run time histograms."""
         jobs = GaugeMetricFamily("roomcast_jobs", "Jobs by kind and status.", labels=["kind", "status"])
         for (kind, status), count in sorted(self.job_counts().items()):
             jobs.add_metric([kind, status], count)
-        yield jobs
+        families = [jobs]
         for column, name, documentation in (
             ("queue_seconds", "roomcast_job_queue_seconds", "Seconds each job waited for a worker, by kind."),
             ("run_seconds", "roomcast_job_run_seconds", "Seconds a worker ran each finished job, by kind."),
@@ -101,10 +123,8 @@ class SharedStateCollector:
             for kind, (counts, count, total) in sorted(self.job_durations(column, JOB_SECONDS_BUCKETS).items()):
                 buckets = [(str(float(bound)), below) for bound, below in zip(JOB_SECONDS_BUCKETS, counts, strict=True)]
                 family.add_metric([kind], [*buckets, ("+Inf", count)], total)
-            yield family
-        queue = GaugeMetricFamily("roomcast_celery_queue_length", "Job tasks waiting in the Celery queue (Redis).")
-        queue.add_metric([], self.queue_length())
-        yield queue
+            families.append(family)
+        return families  # built whole before any is yielded: a failure leaves all of them out
 
 
 def render(shared_state):

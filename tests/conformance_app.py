@@ -75,6 +75,16 @@ def custom_connect(auth):
     emit("auth", auth or {})
 
 
+@socketio.on("connect", namespace="/raising")
+def raising_connect(auth):
+    def broadcast_later():
+        socketio.sleep(0.3)
+        socketio.emit("late", {}, namespace="/raising")  # must not reach the refused client
+
+    socketio.start_background_task(broadcast_later)
+    raise RuntimeError("a connect handler that fails (the database is away, say)")
+
+
 @socketio.on("connect", namespace="/refusing")
 def refusing_connect(auth):
     emit("auth", auth or {})  # dropped with the refusal

@@ -205,6 +205,14 @@ def test_unknown_namespace_refusal_is_an_object(server):
     ws.close()
 
 
+def test_a_connect_handler_that_fails_refuses_the_client_and_leaves_it_out(server):
+    ws = ws_connect(server)
+    ws.send("40/raising,")
+    assert recv_non_ping(ws) == '44/raising,{"message":"internal"}'
+    assert frames_within(ws, PING_INTERVAL + 1) == []  # not the namespace's broadcast of 0.3 s later
+    ws.close()
+
+
 def test_refused_connect_drops_its_emits(server):
     ws = ws_connect(server)
     ws.send("40/refusing,")

@@ -1,15 +1,19 @@
 """Delivery and job metrics in /metrics: Redis publish-to-delivery latency, job queue wait and run time, the queue."""
 
 import time
+from datetime import timedelta
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from app import create_app
 from devtools.embedded_redis import free_port
 from extensions import db
-from models import Job, User
+from models import Job, User, utcnow
+from services.jobs.worker import claim_attempt
 from tests.clients import SocketClient, follow_to_the_end, register
+from tests.helpers import config_for
 from tests.realstack import running_stack
 
 
@@ -41,6 +45,32 @@ def test_job_timing_and_the_queue_length_are_read_at_scrape_time(app, client, al
     assert found[("roomcast_job_run_seconds_count", kind)] == 1  # the other never ran
     assert found[("roomcast_job_run_seconds_bucket", (("kind", "sleep"), ("le", "2.5")))] == 0
     assert found[("roomcast_celery_queue_length", ())] == 2
+
+
+@pytest.mark.unit
+def test_metrics_are_served_while_the_broker_is_away(database_url, instance_path):
+    app = create_app(config_for(database_url, f"redis://127.0.0.1:{free_port()}/0", instance_path))
+    answer = app.test_client().get("/metrics")
+    assert answer.status_code == 200  # what says what is wrong is still there
+    found = samples(answer.get_data(as_text=True))
+    assert ("roomcast_publish_failures_total", ()) in found
+    assert not any(name == "roomcast_celery_queue_length" for name, _ in found)
+
+
+@pytest.mark.unit
+def test_job_waits_are_kept_when_a_running_job_is_taken_over(app, alice):
+    with app.app_context():
+        job = Job(kind="sleep", params={}, owner=db.session.get(User, alice["id"]), queued_at=utcnow())
+        db.session.add(job)
+        db.session.commit()
+        assert claim_attempt(job.id, 1, fresh_seconds=0, queued_at=job.queued_at - timedelta(seconds=2))
+        db.session.refresh(job)
+        waited = job.queue_seconds
+        # Its runner died: the task comes back for the same attempt, the job still running.
+        assert claim_attempt(job.id, 1, fresh_seconds=0, queued_at=job.queued_at - timedelta(seconds=600))
+        db.session.refresh(job)
+        assert 2 <= waited < 60 and job.queue_seconds == waited
+        db.session.remove()
 
 
 @pytest.mark.integration

@@ -57,7 +57,7 @@ THEME_STYLE_HASHES = (
     "'sha256-UA8uVkzlAxGk09z6OrvqQkcbhXuelL/B23jotWQLt78='",  # dark theme
 )
 HIDDEN = "(hidden)"
-HIDDEN_HEADERS = frozenset({"cookie", "authorization", "proxy-authorization"})
+HIDDEN_HEADERS = frozenset({"cookie", "authorization", "proxy_authorization"})  # as instrument() names them
 HIDDEN_QUERY = frozenset({"token", "access_token"})
 LOGIN_NEEDED = "log in with a Roomcast admin's username and password"
 REFUSED = "invalid credentials"  # the UI shows this one as "Invalid credentials"
@@ -144,7 +144,13 @@ def connect_handler(app, server, admin_connect):
 
     def connect(sid, environ, auth):
         with app.request_context(environ):
-            admin_connect(sid, environ, auth)  # raises ConnectionRefusedError unless admin_from_auth let them in
+            try:
+                admin_connect(sid, environ, auth)  # raises ConnectionRefusedError unless admin_from_auth let them in
+            except ConnectionRefusedError:
+                raise
+            except Exception:  # the database or Redis failed: refuse, never leave the connect half-open
+                log.exception("an Admin UI login failed")
+                raise ConnectionRefusedError("internal") from None
             user_id, username, login_id = g.admin
             # `flask users disable`, log out everywhere, or this login's end disconnect it like any socket.
             server.enter_room(sid, user_room(user_id), namespace=ADMIN)

@@ -76,6 +76,9 @@ def request_handler(handler_class, seconds):
             # holds a worker_connections slot for ever, and holds up a graceful
             # shutdown until graceful_timeout.
             first, self.served = not self.served, True
+            # A keep-alive handler keeps the last request's environ: a malformed next request
+            # (answered 400 before it is parsed) would be logged as that one.
+            self.environ = self.response_headers = None
             if not first and seconds <= 0:
                 return ""  # keep-alive off; gevent's handler closes the connection
             with gevent.Timeout(max(seconds, FIRST_REQUEST_SECONDS) if first else seconds, False):

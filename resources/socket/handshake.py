@@ -16,12 +16,18 @@ The HTTP side (Connection: close announced) is in gunicorn_worker.py, the noop t
 pending poll on a client's close in outbox.py.
 """
 
+import logging
 import urllib.parse
 
 from engineio import packet as eio_packet
 from socketio import packet
 
+log = logging.getLogger(__name__)
 ALLOWED_METHODS = ("GET", "POST", "OPTIONS")
+# What may wait for one connecting namespace (its broadcasts, while a slow connect handler
+# runs: a login hashing a password); past it the client is disconnected once connected,
+# rather than held at any size (it catches up when it connects again).
+MAX_HELD_BYTES = 1_000_000
 
 
 def strict_engineio_requests(eio):
@@ -64,6 +70,21 @@ def packet_namespace(encoded_packet):
     return rest.split(",", 1)[0].split("?", 1)[0]
 
 
+class Held:
+    """The packets sent to one namespace of a client while its connect handler runs, up to MAX_HELD_BYTES."""
+
+    def __init__(self):
+        self.packets, self.size, self.overflowed = [], 0, False
+
+    def hold(self, pkt):
+        """Keep a packet for after CONNECT; past the bound, keep nothing more."""
+        self.size += len(pkt.data) + 1 if isinstance(pkt.data, str | bytes) else 1
+        if self.size > MAX_HELD_BYTES:
+            self.packets, self.overflowed = [], True
+        if not self.overflowed:
+            self.packets.append(pkt)
+
+
 def connect_packet_first(server):
     """Send a namespace's CONNECT before what its connect handler emits; refuse unknown namespaces with {"message"}.
 
@@ -101,18 +122,33 @@ def connect_packet_first(server):
         holds = connecting.setdefault(eio_sid, {})
         if namespace in holds:  # a second CONNECT while the first is handled: python-socketio refuses it
             return handle_connect(eio_sid, namespace, data)
-        held = holds[namespace] = []
+        held = holds[namespace] = Held()
         try:
             handle_connect(eio_sid, namespace, data)
+        except Exception:
+            # python-socketio answers nothing to a connect whose handler raised (not a refusal)
+            # and keeps the client half-connected, in the namespace's broadcasts: refuse it.
+            sid = server.manager.sid_from_eio_sid(eio_sid, namespace)
+            if sid is not None:
+                server.manager.disconnect(sid, namespace, ignore_queue=True)
+            refusal = server.packet_class(packet.CONNECT_ERROR, data={"message": "internal"}, namespace=namespace)
+            server._send_packet(eio_sid, refusal)
+            raise  # logged, with its cause, by drop_bad_packets
         finally:
             del holds[namespace]
             if not holds:
                 del connecting[eio_sid]
                 last_namespace.pop(eio_sid, None)
         sid = server.manager.sid_from_eio_sid(eio_sid, namespace)
-        if sid is not None and server.manager.is_connected(sid, namespace):
-            for pkt in held:
-                send_packet(eio_sid, pkt)
+        if sid is None or not server.manager.is_connected(sid, namespace):
+            return None  # refused: what it was sent goes with the refusal
+        if held.overflowed:
+            log.warning("disconnected %s from %s: over %s bytes were sent to it while it connected",
+                        sid, namespace, MAX_HELD_BYTES)  # fmt: skip
+            server.disconnect(sid, namespace=namespace)
+            return None
+        for pkt in held.packets:
+            send_packet(eio_sid, pkt)
         return None
 
     def send_packet_in_order(eio_sid, pkt):
@@ -127,7 +163,7 @@ def connect_packet_first(server):
         held = holds.get(namespace)
         if held is None or connect_reply:
             return send_packet(eio_sid, pkt)
-        held.append(pkt)
+        held.hold(pkt)
         return None
 
     server._handle_connect = handle_connect_in_order

@@ -31,6 +31,7 @@ DISCONNECT_ROOM_EVENT = "roomcast:disconnect-room"  # never sent to a client
 ADMIN_WATCH_EVENT = "roomcast:admin-watch"  # never sent to a client either
 ADMIN_ACTION_EVENT = "roomcast:admin-action"  # nor this one
 ADMIN_ACTIONS = ("join", "leave", "disconnect")
+DELIVERY_LABELS = 100  # distinct (namespace, event) pairs roomcast_delivery_seconds names, per process
 
 
 class RoomIndex:
@@ -148,6 +149,7 @@ class ResyncingRedisManager(RoomIndex, socketio.RedisManager):
         self.subscribed_event = threading.Event()
         self.publisher = None
         self.publish_failing = False
+        self.delivery_label_set = set()
 
     @property
     def subscribed(self):
@@ -212,8 +214,18 @@ class ResyncingRedisManager(RoomIndex, socketio.RedisManager):
             super()._handle_emit(message)
             published_at = message.get("published_at")
             if isinstance(published_at, float):
-                namespace, event = message.get("namespace") or "/", str(message.get("event"))
-                DELIVERY_SECONDS.labels(namespace, event).observe(max(0.0, time.time() - published_at))
+                DELIVERY_SECONDS.labels(*self.delivery_labels(message)).observe(max(0.0, time.time() - published_at))
+
+    def delivery_labels(self, message):
+        """Return (namespace, event) for roomcast_delivery_seconds; past DELIVERY_LABELS, ("other", "other")."""
+        # Event names are the server's own, but a full-mode Admin UI may emit any: a bound
+        # keeps the series (kept per process in the metrics files) from growing without end.
+        labels = (str(message.get("namespace") or "/"), str(message.get("event")))
+        if labels not in self.delivery_label_set:
+            if len(self.delivery_label_set) >= DELIVERY_LABELS:
+                return "other", "other"
+            self.delivery_label_set.add(labels)
+        return labels
 
     def resync_everyone(self, reason):
         """Tell every client of every process to catch up (some of our publishes were lost)."""

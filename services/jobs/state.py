@@ -2,12 +2,14 @@
 
 import logging
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
+import redis
 from flask import current_app
 from sqlalchemy import case, update
 
-from extensions import db, redis_store
+from extensions import db
 from models import BOT_USERNAME, Job, User, utcnow
 from services import chat
 from services.channels import CHAT, JOBS, chat_room, emit, job_room
@@ -123,12 +125,26 @@ def durations_by_kind(column, bounds):
 
 
 def queue_length():
-    """Return how many job tasks wait in the Celery queue (kombu's Redis lists: one per priority step)."""
-    queue = current_app.config["CELERY"]["task_default_queue"]
-    pipeline = redis_store.client.pipeline(transaction=False)
-    for key in (queue, *(f"{queue}\x06\x16{step}" for step in (3, 6, 9))):
-        pipeline.llen(key)
+    """Return how many job tasks wait in the Celery queue on a Redis broker (None for another broker)."""
+    celery = current_app.config["CELERY"]
+    url = celery["broker_url"]
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    # kombu's Redis transport keeps a queue as one list per priority step: the queue's
+    # name for step 0, then name + "\x06\x16" + step (kombu/transport/redis.py, _q_for_pri).
+    options = celery.get("broker_transport_options", {})
+    queue = options.get("global_keyprefix", "") + celery["task_default_queue"]
+    steps = options.get("priority_steps", (0, 3, 6, 9))
+    pipeline = broker_client(url).pipeline(transaction=False)
+    for step in steps:
+        pipeline.llen(f"{queue}\x06\x16{step}" if step else queue)
     return sum(pipeline.execute())
+
+
+@cache
+def broker_client(url):
+    """Return a Redis client of the Celery broker (which may be another Redis than REDIS_URL's)."""
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
 
 def count_by_kind_and_status():

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from celery import shared_task
 from flask import current_app
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, case, or_, update
 
 from core.errors import ProtocolError
 from core.logs import log_context
@@ -147,8 +147,9 @@ def claim_attempt(job_id, attempt, fresh_seconds, queued_at=None):
     )
     statement = update(Job).where(Job.id == job_id, Job.attempt == attempt, claimable)
     values = {"status": "running", "heartbeat_at": now, "version": Job.version + 1}
-    if queued_at is not None:
-        values["queue_seconds"] = max(0.0, (now - queued_at).total_seconds())
+    if queued_at is not None:  # a running job taken over (its runner died) keeps the wait it had
+        waited = max(0.0, (now - queued_at).total_seconds())
+        values["queue_seconds"] = case((Job.status == "queued", waited), else_=Job.queue_seconds)
     claimed = db.session.execute(statement.values(**values)).rowcount == 1
     db.session.commit()
     return claimed
