@@ -16,6 +16,11 @@ OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 if OWN_METRICS_DIR:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="roomcast-metrics-")
 
+# gevent records, for every greenlet, the greenlet that spawned it and its locals (a
+# debugging aid): 3.8 KB per idle connection, whose three greenlets live as long as it
+# does (docs/benchmarks.md, "Memory per idle connection"). Read when gevent is imported.
+os.environ.setdefault("GEVENT_TRACK_GREENLET_TREE", "0")
+
 wsgi_app = "wsgi:app"
 worker_class = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
 bind = env("BIND", f"{env('HOST', '127.0.0.1')}:{env('PORT', '8000')}")

@@ -1554,6 +1554,9 @@ def test_a_login_storm_leaves_other_clients_latency_alone(abuse, observers, caps
     stormer.start()
     stormy, stormy_misses = measure_latency(sockets, PHASE_SECONDS)
     stormer.join(60)
+    # Quiet again, after: the bound follows the machine's load on both sides of the storm
+    # (another process that starts loading the cores meanwhile is not the storm's doing).
+    after, after_misses = measure_latency(sockets, PHASE_SECONDS)
     check_log(log, failures, "login storm")
     statuses = collections.Counter(status for _, status, _ in results)
     known_ms = statistics.median(seconds * 1000 for known, _, seconds in results if known)
@@ -1562,15 +1565,16 @@ def test_a_login_storm_leaves_other_clients_latency_alone(abuse, observers, caps
         capsys,
         f"login storm: {OBSERVERS} clients acking every {PING_INTERVAL * 1000:.0f} ms; quiet {summary(quiet)}; "
         f"with {len(results)} wrong logins in {PHASE_SECONDS} s ({STORM_RATE}/s, statuses {dict(statuses)}) "
-        f"{summary(stormy)}; login answer medians: known names {known_ms:.0f} ms, unknown {unknown_ms:.0f} ms; "
-        f"missed acks {len(quiet_misses)} + {len(stormy_misses)}",
+        f"{summary(stormy)}; quiet after {summary(after)}; login answer medians: known names {known_ms:.0f} ms, "
+        f"unknown {unknown_ms:.0f} ms; missed acks {len(quiet_misses)} + {len(stormy_misses)} + {len(after_misses)}",
     )
     assert not failures, failures.report()
     assert statuses == {401: len(results)}, statuses  # every one was hashed: none throttled, none failed
-    assert not quiet_misses and not stormy_misses
+    assert not quiet_misses and not stormy_misses and not after_misses
     # The median too: a loaded machine's quiet tail is noisy (p99 up to 368 ms), its median is not (4 to 19 ms).
-    assert percentile(stormy, 0.5) < max(LATENCY_P50_BOUND_MS, 3 * percentile(quiet, 0.5)), summary(stormy)
-    assert percentile(stormy, 0.99) < max(LATENCY_P99_BOUND_MS, 3 * percentile(quiet, 0.99)), summary(stormy)
+    quiet_p50, quiet_p99 = (max(percentile(q, p) for q in (quiet, after)) for p in (0.5, 0.99))
+    assert percentile(stormy, 0.5) < max(LATENCY_P50_BOUND_MS, 3 * quiet_p50), summary(stormy)
+    assert percentile(stormy, 0.99) < max(LATENCY_P99_BOUND_MS, 3 * quiet_p99), summary(stormy)
     # Unknown names are checked against a hash too, so a name's existence does not show in the time.
     assert 0.5 < known_ms / unknown_ms < 2, (known_ms, unknown_ms)
 

@@ -11,6 +11,7 @@ from gunicorn.workers.ggevent import GeventResponse
 from extensions import socketio
 
 log = logging.getLogger(__name__)
+READ_BUFFER = 1024  # bytes of each connection's read buffer
 FIRST_REQUEST_SECONDS = 10  # a new connection's first request line must come within this
 
 
@@ -70,6 +71,12 @@ def request_handler(handler_class, seconds):
 
     class Handler(handler_class):
         served = False  # per connection: gevent makes a handler for each
+
+        def __init__(self, sock, address, server, rfile=None):
+            # pywsgi reads through an 8 KB buffer kept for the connection's life; requests and
+            # Socket.IO frames are small, and larger reads bypass the buffer: 1 KB saves 5 KB per
+            # idle connection (docs/benchmarks.md, "Memory per idle connection").
+            super().__init__(sock, address, server, rfile if rfile is not None else sock.makefile("rb", READ_BUFFER))
 
         def read_requestline(self):
             # Else an idle keep-alive connection (a browser's, nginx's upstream pool)
