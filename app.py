@@ -6,10 +6,8 @@ import sqlite3
 import uuid
 from pathlib import Path
 
-import click
 from celery import Celery, Task
 from flask import Flask, g, jsonify, request, send_from_directory
-from flask.cli import AppGroup
 from redis.exceptions import RedisError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -21,8 +19,8 @@ from core.errors import ProtocolError
 from core.logs import bind, configure_logging, unbind
 from core.metrics import HTTP_REQUESTS
 from extensions import csrf, db, login_manager, migrate, redis_store, socketio
-from models import User
-from services import accounts, throttle
+from resources.commands import users
+from services import throttle
 from services.accounts import session_user
 from services.jobs import sweeper
 from socket_views import init_socketio
@@ -45,7 +43,7 @@ def create_app(config=None):
     register_error_handlers(app)
     register_request_metrics(app)
     register_security_headers(app)
-    register_commands(app)
+    app.cli.add_command(users)  # flask users ... (resources/commands.py)
     celery_init_app(app)
     import tasks  # noqa: F401  (registers the job kinds with their Celery tasks)
 
@@ -184,69 +182,6 @@ def register_security_headers(app):
         response.headers.setdefault("X-Frame-Options", "DENY")  # frame-ancestors, for older browsers
         response.headers.setdefault("Referrer-Policy", "same-origin")
         return response
-
-
-def register_commands(app):
-    """Add `flask users disable|delete|create-admin|grant-admin|revoke-admin NAME` for operators."""
-    from services.channels import user_room
-
-    users = AppGroup("users", help="Manage accounts.")
-
-    def find(username):
-        user = db.session.scalar(db.select(User).filter_by(username=username))
-        if user is None:
-            raise click.ClickException(f"no user called {username}")
-        return user
-
-    @users.command("disable")
-    @click.argument("username")
-    def disable_user(username):
-        """Stop a user from logging in, and disconnect everything they are logged in with."""
-        accounts.disable(find(username))
-        click.echo(f"{username} is disabled and logged out everywhere")
-
-    @users.command("delete")
-    @click.argument("username")
-    def delete_user(username):
-        """Delete an account: logged out everywhere, name freed; its messages stay, shown as deleted-<id>."""
-        user = find(username)
-        new_name = f"deleted-{user.id}"
-        accounts.delete(user)
-        click.echo(f"{username} is deleted (now {new_name})")
-
-    @users.command("create-admin")
-    @click.argument("username")
-    @click.password_option()
-    def create_admin(username, password):
-        """Create an account that may also log in to the Socket.IO Admin UI (/admin/, with ADMIN_UI=1)."""
-        try:
-            user = accounts.create_user(username, password)
-        except ProtocolError as error:
-            raise click.ClickException(error.message) from None
-        user.is_admin = True
-        db.session.commit()
-        click.echo(f"{username} is created, an admin")
-
-    @users.command("grant-admin")
-    @click.argument("username")
-    def grant_admin(username):
-        """Let an existing user log in to the Socket.IO Admin UI (/admin/, with ADMIN_UI=1)."""
-        user = find(username)
-        user.is_admin = True
-        db.session.commit()
-        click.echo(f"{username} is an admin")
-
-    @users.command("revoke-admin")
-    @click.argument("username")
-    def revoke_admin(username):
-        """Stop a user from using the Socket.IO Admin UI, and disconnect their sockets (they reconnect as a user)."""
-        user = find(username)
-        user.is_admin = False
-        db.session.commit()
-        accounts.disconnect_sockets(user_room(user.id))
-        click.echo(f"{username} is no longer an admin")
-
-    app.cli.add_command(users)
 
 
 def celery_init_app(app):
