@@ -1,5 +1,6 @@
 """Each client's Engine.IO socket: its outgoing queue bounded, a malformed frame closing it, pings from a timer."""
 
+import collections
 import logging
 import socket
 import time
@@ -61,7 +62,7 @@ class BoundedSocket(engineio_socket.Socket):
         client.max_pending_bytes = max_pending_bytes
         client.address = address
         client.pending_bytes = 0  # queued, or taken by the writer, and not yet written to the connection
-        client.writing_bytes = 0  # the message the WebSocket writer is writing now
+        client.pending_sizes = collections.deque()  # the size of each of those packets, oldest first
         client.dropped = False
         client.connection = None  # the TCP socket under a WebSocket
 
@@ -69,14 +70,22 @@ class BoundedSocket(engineio_socket.Socket):
         """Queue a packet for the client, or drop the client if too much is already waiting."""
         if self.dropped:
             return  # it is being disconnected: nothing more is kept for it
-        # The message being written does not count: a reader gets one packet larger than
-        # the bound (a join's catch-up) as fast as it reads, and what arrives meanwhile
-        # stays small. Only a client that stops reading lets data pile up behind it.
-        if self.pending_bytes - self.writing_bytes > self.max_pending_bytes and not (self.closing or self.closed):
+        # The oldest packet, being written or next to be, does not count: a reader gets one
+        # packet larger than the bound (a join's catch-up) as fast as it reads, and what
+        # arrives meanwhile stays small. Only a client that stops reading lets data pile up
+        # behind it. (Being written or not: on a busy machine the writer may not have taken
+        # the catch-up yet when the next message comes.)
+        if self.waiting_bytes() > self.max_pending_bytes and not (self.closing or self.closed):
             self.drop()
             return
-        self.pending_bytes += encoded_size(pkt)
+        size = encoded_size(pkt)
+        self.pending_bytes += size
+        self.pending_sizes.append(size)
         super().send(pkt)
+
+    def waiting_bytes(self):
+        """Return the bytes held for the client behind the oldest packet."""
+        return self.pending_bytes - (self.pending_sizes[0] if self.pending_sizes else 0)
 
     def schedule_ping(self):
         """Send the next PING after ping_interval, from a loop timer instead of a sleeping greenlet."""
@@ -104,7 +113,8 @@ class BoundedSocket(engineio_socket.Socket):
         # Long-polling: they leave in this response (if the client does not read it,
         # that one batch, at most the bound and a packet, waits in its handler).
         if not self.upgraded:
-            self.written(sum(encoded_size(pkt) for pkt in packets))
+            for pkt in packets:
+                self.written(encoded_size(pkt))
             if not packets and self.closed and not self.upgrading:
                 # The session closed while this poll waited (the client's close packet):
                 # engineio would answer an empty body; the protocol answers a noop.
@@ -112,9 +122,11 @@ class BoundedSocket(engineio_socket.Socket):
         return packets
 
     def written(self, nbytes):
-        """Take bytes that reached the connection off the count."""
+        """Take a packet that reached the connection (or its response) off the count."""
         # Never below zero: the open and upgrade packets were queued before the count began.
         self.pending_bytes = max(0, self.pending_bytes - nbytes)
+        if self.pending_sizes:
+            self.pending_sizes.popleft()
 
     def _websocket_handler(self, ws):
         self.connection = tcp_connection(ws)
@@ -143,7 +155,7 @@ class BoundedSocket(engineio_socket.Socket):
         SLOW_CLIENTS_DROPPED.labels(transport).inc()
         log.warning(
             "disconnected slow client %s (%s, %s): %d bytes waiting for it, over SOCKET_MAX_PENDING_BYTES=%d",
-            self.sid, transport, self.address, self.pending_bytes - self.writing_bytes, self.max_pending_bytes,
+            self.sid, transport, self.address, self.waiting_bytes(), self.max_pending_bytes,
         )  # fmt: skip
         self.discard_queued()
         # Not here: send() runs inside an emit to a whole room, and the disconnect
@@ -181,17 +193,13 @@ class CountingWebSocket:
         self.ws, self.owner = ws, owner
 
     def send(self, message):
-        """Write one encoded packet, counted as being written until it is."""
+        """Write one encoded packet, then take it off the count."""
         counted = self.owner.upgraded  # the upgrade's probe answer was never queued
-        size = len(message)
-        if counted:
-            self.owner.writing_bytes = size
         try:
             return self.ws.send(message)
         finally:
             if counted:
-                self.owner.writing_bytes = 0
-                self.owner.written(size)
+                self.owner.written(len(message))
 
     def wait(self):
         """Read the next frame; a malformed one ends the connection as the client's close would."""
