@@ -25,11 +25,11 @@ _context = contextvars.ContextVar("roomcast_log_context", default=MappingProxyTy
 @contextmanager
 def log_context(**fields):
     """Add fields to every log line written inside the block (None values are left out)."""
-    token = _context.set({**_context.get(), **{key: value for key, value in fields.items() if value is not None}})
+    token = bind(**fields)
     try:
         yield
     finally:
-        _context.reset(token)
+        unbind(token)
 
 
 def bind(**fields):
