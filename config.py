@@ -152,6 +152,8 @@ class Config:
         self.SOCKET_RATE_BURST = env_int("SOCKET_RATE_BURST", 30)
         # A join's catch-up is one page; the client asks for the rest (history since_seq).
         self.JOIN_CATCHUP_LIMIT = env_int("JOIN_CATCHUP_LIMIT", 500)
+        # How long after sending its author may edit or delete a message (0: no limit).
+        self.EDIT_WINDOW_SECONDS = env_int("EDIT_WINDOW_SECONDS", 900)
         # Limits every process shares, in Redis (services/throttle.py); 0 turns one off.
         self.LOGIN_WINDOW_SECONDS = env_int("LOGIN_WINDOW_SECONDS", 300)
         self.LOGIN_ATTEMPTS_PER_USERNAME = env_int("LOGIN_ATTEMPTS_PER_USERNAME", 10)

@@ -52,6 +52,8 @@ class Room(db.Model):
     private: Mapped[bool] = mapped_column(default=False)
     # The seq of the room's newest message; the next message takes last_seq + 1.
     last_seq: Mapped[int] = mapped_column(default=0)
+    # The same for its edits and deletions: the next change of a message takes last_edit_seq + 1.
+    last_edit_seq: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     members: Mapped[list[User]] = relationship(secondary="room_members", order_by="User.username", lazy="selectin")
 
@@ -71,6 +73,8 @@ class RoomMember(db.Model):
 
     room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    # The seq of the newest message the user has read in the room (0: none yet).
+    read_seq: Mapped[int] = mapped_column(default=0)
 
 
 class Message(db.Model):
@@ -82,6 +86,7 @@ class Message(db.Model):
         UniqueConstraint("room_id", "author_id", "client_id"),
         UniqueConstraint("room_id", "seq", name="uq_messages_room_id_seq"),
         Index("ix_messages_room_id_id", "room_id", "id"),
+        Index("ix_messages_room_id_edit_seq", "room_id", "edit_seq"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -91,6 +96,10 @@ class Message(db.Model):
     text: Mapped[str] = mapped_column(Text)
     client_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The room's edit_seq of the message's latest edit or deletion (0: never changed).
+    edit_seq: Mapped[int] = mapped_column(default=0)
+    edited_at: Mapped[datetime | None]
+    deleted: Mapped[bool] = mapped_column(default=False)  # its text is then gone
     room: Mapped[Room] = relationship(lazy="joined")
     author: Mapped[User] = relationship(lazy="joined")
 
@@ -104,6 +113,9 @@ class Message(db.Model):
             "text": self.text,
             "created_at": isoformat(self.created_at),
             "client_id": self.client_id,
+            "edit_seq": self.edit_seq,
+            "edited_at": isoformat(self.edited_at) if self.edited_at else None,
+            "deleted": self.deleted,
         }
 
 

@@ -21,7 +21,10 @@ ops = Blueprint("ops", __name__)
 @login_required
 def index():
     """Serve the chat page."""
-    return render_template("index.html", transports=current_app.config["SOCKETIO_TRANSPORTS"])
+    config = current_app.config
+    return render_template(
+        "index.html", transports=config["SOCKETIO_TRANSPORTS"], edit_window=config["EDIT_WINDOW_SECONDS"]
+    )
 
 
 @pages.get("/favicon.ico")

@@ -48,6 +48,7 @@ def export(run, room, format):
     partial = path.with_suffix(f".attempt{run.attempt}.part")
     query = (
         db.select(Message.id, Message.seq, Message.created_at, User.username, Message.text, Message.client_id)
+        .add_columns(Message.edit_seq, Message.edited_at, Message.deleted)
         .join(User, Message.author_id == User.id)
         .where(Message.room_id == found.id)
         .order_by(Message.id)
@@ -68,6 +69,9 @@ def export(run, room, format):
                     "text": row.text,
                     "created_at": isoformat(row.created_at),
                     "client_id": row.client_id,
+                    "edit_seq": row.edit_seq,
+                    "edited_at": isoformat(row.edited_at) if row.edited_at else None,
+                    "deleted": row.deleted,
                 }
             )
             written += 1
@@ -89,7 +93,8 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 def csv_writer(out):
     """Return write(message) for CSV; write(None) ends the file."""
-    writer = csv.DictWriter(out, fieldnames=["id", "seq", "room", "author", "text", "created_at", "client_id"])
+    fields = ["id", "seq", "room", "author", "text", "created_at", "client_id", "edit_seq", "edited_at", "deleted"]
+    writer = csv.DictWriter(out, fieldnames=fields)
     writer.writeheader()
     return lambda message: message is not None and writer.writerow({**message, "text": csv_text(message["text"])})
 

@@ -75,7 +75,7 @@ def app_fixture(database_url, redis_url, instance_path):
         for table in TABLES_TO_EMPTY:
             keep = {"users": "username = 'bot'", "rooms": "name = 'general'"}.get(table, "1 = 0")
             db.session.execute(db.text(f"DELETE FROM {table} WHERE NOT ({keep})"))
-        db.session.execute(db.text("UPDATE rooms SET last_seq = 0"))
+        db.session.execute(db.text("UPDATE rooms SET last_seq = 0, last_edit_seq = 0"))
         db.session.commit()
         redis = app.extensions["redis_store"]
         for key in redis.client.scan_iter(f"{redis.prefix}*"):

@@ -362,9 +362,12 @@ class Frame:
         return f"{shown} expect_ack={self.expect_ack}"
 
 
-CHAT_EVENTS = ("join", "leave", "send", "typing", "history")
+CHAT_EVENTS = ("join", "leave", "send", "typing", "history", "edit", "delete", "read", "part")
 JOBS_EVENTS = ("start", "watch", "cancel")
-FIELDS = ("room", "text", "client_id", "since", "since_seq", "before", "limit", "typing", "kind", "params", "job_id")
+FIELDS = (
+    *("room", "text", "client_id", "since", "since_seq", "before", "limit", "typing", "kind", "params", "job_id"),
+    *("id", "seq", "edits_since"),
+)
 NASTY_TEXT = (
     "",
     "\x00",
@@ -413,6 +416,9 @@ field_values = {
     "kind": st.sampled_from(["sleep", "export", "nope"]),
     "params": st.sampled_from([{"seconds": 0, "steps": 1}, {"room": "general", "format": "csv"}, {}]),
     "job_id": st.integers(min_value=0, max_value=2**53),
+    "id": st.integers(min_value=0, max_value=2**53),
+    "seq": st.integers(min_value=0, max_value=2**53),
+    "edits_since": st.integers(min_value=0, max_value=2**53),
 }
 
 
@@ -433,11 +439,15 @@ def often(usual, *others):
 
 
 SCHEMAS = {  # event -> (required fields, optional fields)
-    "join": (("room",), ("since", "since_seq")),
+    "join": (("room",), ("since", "since_seq", "edits_since")),
     "leave": (("room",), ()),
     "send": (("room", "text"), ("client_id",)),
     "typing": (("room", "typing"), ()),
-    "history": (("room",), ("before", "since_seq", "limit")),
+    "history": (("room",), ("before", "since_seq", "edits_since", "limit")),
+    "edit": (("room", "id", "text"), ()),
+    "delete": (("room", "id"), ()),
+    "read": (("room", "seq"), ()),
+    "part": (("room",), ()),
     "start": (("kind", "params"), ("room",)),
     "watch": (("job_id",), ()),
     "cancel": (("job_id",), ()),

@@ -122,7 +122,18 @@ def test_messages_page_after_since_and_latest_by_default(app, client, make_user)
     assert [message["id"] for message in latest] == ids[-2:]
     after = client.get(f"/api/rooms/general/messages?since={ids[1]}", headers=bearer(alice["token"])).get_json()
     assert [message["id"] for message in after] == ids[2:]
-    assert set(after[0]) == {"id", "seq", "room", "author", "text", "created_at", "client_id"}
+    assert set(after[0]) == {
+        "id",
+        "seq",
+        "room",
+        "author",
+        "text",
+        "created_at",
+        "client_id",
+        "edit_seq",
+        "edited_at",
+        "deleted",
+    }
     assert after[0]["created_at"].endswith("Z")
 
 

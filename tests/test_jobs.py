@@ -216,7 +216,11 @@ def test_an_export_holds_exactly_the_rooms_messages_and_only_its_owner_downloads
     if fmt == "json":
         rows = json.loads(body)
     else:
-        rows = [{**row, "id": int(row["id"]), "seq": int(row["seq"])} for row in csv.DictReader(io.StringIO(body))]
+        rows = [
+            {**row, "id": int(row["id"]), "seq": int(row["seq"]), "edit_seq": int(row["edit_seq"])}
+            | {"edited_at": row["edited_at"] or None, "deleted": row["deleted"] == "True"}
+            for row in csv.DictReader(io.StringIO(body))
+        ]
     assert rows == expected
 
 

@@ -17,8 +17,8 @@ MAX_PAGE = 1000
 
 @api.get("/rooms")
 def list_rooms():
-    """List the rooms the caller may see."""
-    return [room.to_json() for room in chat.visible_rooms(api_user())]
+    """List the rooms the caller may see, with the caller's membership, read marker and unread count."""
+    return chat.room_summaries(api_user())
 
 
 @api.post("/rooms")
@@ -27,6 +27,7 @@ def create_room():
     user = api_user()
     data = json_body(NEW_ROOM)
     room = chat.create_room(data["name"], bool(data["private"]), data["members"] or [], user)
+    chat.announce_room(room)
     return room.to_json(), 201
 
 
