@@ -116,7 +116,8 @@ async function capacity() {
   say({ event: "result", connected: open, generator: cpuSince(cpu, startedAt) });
 }
 
-// fanout: connect the largest of --sizes; client i joins room "fan<size>" of every size > i.
+// fanout: connect the largest of --sizes; client i joins room "<prefix>fan<size>" of every size > i
+// (--prefix, none by default: bench/ceiling.py gives each server a room of its own).
 // Then, size by size, on each go-ahead the orchestrator has --count ticks emitted to that
 // room through Redis; measure when each tick reached its last member.
 async function fanout() {
@@ -136,7 +137,7 @@ async function fanout() {
       if (++state.delivered === state.expected) state.finish();
     });
     for (const size of sizes.filter((size) => socket.index < size)) {
-      await joinRoom(`fan${size}`)(socket);
+      await joinRoom(`${options.prefix || ""}fan${size}`)(socket);
       joinedRooms[size]++;
     }
   };
