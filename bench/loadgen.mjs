@@ -195,6 +195,8 @@ async function ack() {
       break;
     }
     say({ event: "window", clients: clients.length }); // the orchestrator reads the server's CPU now
+    const stepCpu = process.cpuUsage();
+    const stepStartedAt = now();
     const rtts = [];
     let failures = 0;
     const until = now() + seconds * 1000;
@@ -213,7 +215,13 @@ async function ack() {
       }
     });
     await Promise.all(loops);
-    const step = { clients: clients.length, acks_per_second: rtts.length / seconds, failures, rtt_ms: summary(rtts) };
+    const step = {
+      clients: clients.length,
+      acks_per_second: rtts.length / seconds,
+      failures,
+      rtt_ms: summary(rtts),
+      generator: cpuSince(stepCpu, stepStartedAt), // near 1.0: the generator, not the server, set the limit
+    };
     steps.push(step);
     say({ event: "step", ...step });
     if (step.rtt_ms.p99 === null || step.rtt_ms.p99 > limit || failures) break;
