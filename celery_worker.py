@@ -32,7 +32,10 @@ channels.use_emitter(
     SocketIO(
         message_queue=flask_app.config["REDIS_URL"],
         client_manager=emitter_manager(
-            flask_app.config["REDIS_URL"], flask_app.config["SOCKETIO_CHANNEL"], channels.RESYNC_NAMESPACES
+            flask_app.config["REDIS_URL"],
+            flask_app.config["SOCKETIO_CHANNEL"],
+            channels.RESYNC_NAMESPACES,
+            channels.ROOM_CHANNEL_KINDS,
         ),
     ),
 )

@@ -9,7 +9,7 @@ from resources.socket.jobs import JobsSocket
 from resources.socket.manager import client_manager
 from resources.socket.outbox import bound_outboxes
 from resources.socket.packets import AnsweringPacket, drop_bad_packets
-from services.channels import CHAT, JOBS, RESYNC_NAMESPACES
+from services.channels import CHAT, JOBS, RESYNC_NAMESPACES, ROOM_CHANNEL_KINDS
 
 
 def init_socketio(app):
@@ -18,7 +18,7 @@ def init_socketio(app):
         app,
         async_mode="gevent",
         client_manager=client_manager(
-            app.config["SOCKETIO_MESSAGE_QUEUE"], app.config["SOCKETIO_CHANNEL"], RESYNC_NAMESPACES
+            app.config["SOCKETIO_MESSAGE_QUEUE"], app.config["SOCKETIO_CHANNEL"], RESYNC_NAMESPACES, ROOM_CHANNEL_KINDS
         ),
         cors_allowed_origins=app.config["CORS_ALLOWED_ORIGINS"],
         transports=app.config["SOCKETIO_TRANSPORTS"],

@@ -20,7 +20,7 @@ import statistics
 import subprocess
 import time
 
-from bench.run import BENCH, PROJECT_PYTHON, SERVERS, Loadgen, Run, log, raise_open_files, settle
+from bench.run import BENCH, PROJECT_PYTHON, ROOT, SERVERS, Loadgen, Run, log, raise_open_files, settle
 
 ROOMCAST = next(server for server in SERVERS if server.name == "roomcast")
 DEFAULT_PROCESSES, DEFAULT_RATES = "1,2,4", "1000,2000,4000"
@@ -31,7 +31,7 @@ def measure(run, servers, rates, seconds, members, receivers=None):
     results = []
     receiving = servers[: receivers or len(servers)]
     for rate in rates:
-        targets = [f"p{index}-fan{members}" for index in range(len(receiving))]
+        targets = [f"room:p{index}-fan{members}" for index in range(len(receiving))]  # /bench joins chat rooms
         per_room = int(rate * seconds) // len(targets)
         options = {"sizes": [members], "count": per_room, "timeout": seconds + 30}
         loadgens = [
@@ -47,9 +47,9 @@ def measure(run, servers, rates, seconds, members, receivers=None):
             loadgen.read()  # armed
         cpu_before = [process.cpu_seconds() for process, *_ in servers]
         started = time.monotonic()
-        emitter = [PROJECT_PYTHON, str(BENCH / "emit_paced.py"), run.redis_url, ROOMCAST.channel(run)]
+        emitter = [PROJECT_PYTHON, "-m", "bench.emit_paced", run.redis_url, ROOMCAST.channel(run)]
         emitted = subprocess.run(
-            [*emitter, ",".join(targets), str(rate), str(seconds)], check=True, capture_output=True, text=True
+            [*emitter, ",".join(targets), str(rate), str(seconds)], check=True, capture_output=True, text=True, cwd=ROOT
         )
         sent = json.loads(emitted.stdout)
         received = [loadgen.read() for loadgen in loadgens]

@@ -1,18 +1,20 @@
-"""Publish timestamped `tick` events through python-socketio's write-only Redis manager at a steady
+"""Publish timestamped `tick` events through Roomcast's write-only manager (as Celery does) at a steady
 total RATE a second for SECONDS, spread in turn over the comma-separated ROOMS (bench/ceiling.py).
 
 Each room gets the same number of ticks, seq 0, 1, 2...; it prints how many it sent and how long it took.
+Run from the checkout: python -m bench.emit_paced REDIS_URL CHANNEL ROOMS RATE SECONDS
 """
 
 import json
 import sys
 import time
 
-import socketio
+from resources.socket.manager import emitter_manager
+from services.channels import ROOM_CHANNEL_KINDS
 
 redis_url, channel, rooms, rate, seconds = sys.argv[1:]
 rooms, rate, seconds = rooms.split(","), float(rate), float(seconds)
-emitter = socketio.RedisManager(redis_url, channel=channel, write_only=True)
+emitter = emitter_manager(redis_url, channel, room_channel_kinds=ROOM_CHANNEL_KINDS)
 per_room = int(rate * seconds) // len(rooms)
 started = time.monotonic()
 for sent in range(per_room * len(rooms)):

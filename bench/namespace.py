@@ -9,6 +9,7 @@ from flask_socketio import join_room
 
 from core.validation import ROOM_NAME, Field
 from resources.socket.base import BaseSocket, payload
+from services.channels import chat_room
 
 ECHO_DATA = Field(str, optional=True, max_length=1024)
 
@@ -18,8 +19,8 @@ class BenchSocket(BaseSocket):
 
     @payload(room=ROOM_NAME)
     def on_join(self, room):
-        """Follow a room."""
-        join_room(room)
+        """Follow a room, as a chat room (so with a Redis channel of its own: emitters send to room:<name>)."""
+        join_room(chat_room(room))
         return {"room": room}
 
     @payload(sent=Field(float), data=ECHO_DATA)

@@ -202,7 +202,10 @@ class Server:
         """The command that emits `count` ticks to `room` through Redis, as the server's peers do."""
         if self.kind == "node":
             return ["node", str(BENCH / "emit_node.mjs"), run.redis_url, self.channel(run), room, str(count)]
-        return [PROJECT_PYTHON, str(BENCH / "emit_python.py"), run.redis_url, self.channel(run), room, str(count)]
+        command = [PROJECT_PYTHON, "-m", "bench.emit_python", run.redis_url, self.channel(run)]
+        if self.kind == "roomcast":  # bench/namespace.py joins /bench rooms as chat rooms
+            return [*command, f"room:{room}", str(count), "--roomcast"]
+        return [*command, room, str(count)]
 
 
 SERVERS = [
@@ -346,7 +349,8 @@ def fanout(run, server, process, url, token):
         cpu_before = process.cpu_seconds()
         loadgen.go()
         loadgen.read()  # armed: it counts what arrives from now on
-        subprocess.run(server.emit_command(run, f"fan{size}", count), check=True, capture_output=True, timeout=60)
+        emitter = server.emit_command(run, f"fan{size}", count)
+        subprocess.run(emitter, check=True, capture_output=True, timeout=60, cwd=ROOT)
         result = loadgen.read()
         result["server_cpu_seconds"] = process.cpu_seconds() - cpu_before
         result["server_cpu_per_1000"] = 1000 * result["server_cpu_seconds"] / max(1, result["delivered"])

@@ -9,6 +9,11 @@ JOBS = "/jobs"
 ADMIN = "/admin"  # the Socket.IO Admin UI's, with ADMIN_UI=1 (resources/socket/admin_ui.py); admins only
 RESYNC_NAMESPACES = (CHAT, JOBS)  # whose clients catch up from the database when told to resync
 EMITTER = "roomcast_emitter"  # app.extensions key of a Celery worker's write-only SocketIO
+# Rooms named with these prefixes (chat rooms, jobs' rooms) have a Redis channel of their own, which a process
+# follows only while it has sockets there (resources/socket/manager.py, docs/scaling.md). The rest (a user's, a
+# login's, a socket's own) are rarely emitted to and stay on the shared channel: following them would cost a
+# subscription at every connect.
+ROOM_CHANNEL_KINDS = ("room:", "job:")
 
 
 def chat_room(name):

@@ -20,7 +20,7 @@ def bench(app, alice):
 
 def test_join_then_receive_what_is_emitted_to_the_room(bench):
     assert bench.emit("join", {"room": "fan"}, namespace="/bench", callback=True) == {"ok": True, "room": "fan"}
-    socketio.emit("tick", {"seq": 1}, to="fan", namespace="/bench")
+    socketio.emit("tick", {"seq": 1}, to="room:fan", namespace="/bench")
     assert {"name": "tick", "args": [{"seq": 1}], "namespace": "/bench"} in bench.get_received("/bench")
 
 

@@ -81,11 +81,12 @@ def test_a_message_and_a_job_show_in_the_delivery_and_job_metrics(tmp_root, redi
         stack.start_web(port=int(other.rsplit(":", 1)[1]))
         stack.start_worker()
         token = register(stack.url, "alice")
-        chat = SocketClient(stack.url, token, "websocket").connect()
-        jobs = SocketClient(stack.url, token, "websocket", namespace="/jobs").connect()
+        sender = SocketClient(stack.url, token, "websocket").connect()
+        chat = SocketClient(other, token, "websocket").connect()
+        jobs = SocketClient(other, token, "websocket", namespace="/jobs").connect()  # the worker publishes
         try:
-            assert chat.call("join", {"room": "general"})["ok"]
-            chat.call("send", {"room": "general", "text": "hi"})
+            assert chat.call("join", {"room": "general"})["ok"]  # the other process now follows general
+            sender.call("send", {"room": "general", "text": "hi"})
             chat.wait_for("message")
             job = jobs.call("start", {"kind": "sleep", "params": {"seconds": 0.2, "steps": 2}})["job"]
             assert follow_to_the_end(jobs, job["id"])[1]["status"] == "succeeded"
@@ -96,8 +97,8 @@ def test_a_message_and_a_job_show_in_the_delivery_and_job_metrics(tmp_root, redi
                     break
                 time.sleep(0.1)
         finally:
-            chat.close()
-            jobs.close()
+            for client in (sender, chat, jobs):
+                client.close()
     message = (("event", "message"), ("namespace", "/chat"))
     assert found[("roomcast_delivery_seconds_count", message)] == 1
     assert 0 < found[("roomcast_delivery_seconds_sum", message)] < 5

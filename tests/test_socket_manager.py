@@ -60,11 +60,17 @@ def own_redis():
 
 
 class RecordingRedisManager(ResyncingRedisManager):
-    """Record the events emitted, instead of sending them (this server has no clients)."""
+    """Record the events emitted, instead of sending them (this server has no clients), and those received."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.emitted = []
+        self.received = []
+
+    def _handle_emit(self, message):
+        if message.get("host_id") != self.host_id:
+            self.received.append((message["event"], message["room"]))
+        super()._handle_emit(message)
 
     def emit(self, event, data, namespace=None, room=None, **kwargs):
         self.emitted.append((event, data, namespace, "local" if kwargs.get("ignore_queue") else "all"))
@@ -74,7 +80,9 @@ class RecordingRedisManager(ResyncingRedisManager):
 
 def listening_server(url):
     """A Socket.IO server whose manager listens on url; return its manager once subscribed."""
-    manager = RecordingRedisManager(url, "test-channel", resync_namespaces=("/chat", "/jobs"))
+    manager = RecordingRedisManager(
+        url, "test-channel", resync_namespaces=("/chat", "/jobs"), room_channel_kinds=("room:",)
+    )
     socketio.Server(client_manager=manager, async_mode="threading")
     assert manager.wait_subscribed(10), "the listener did not subscribe"
     return manager
@@ -123,3 +131,67 @@ def test_publishes_that_failed_are_followed_by_a_resync_for_everyone(own_redis):
         ("resync", [{"reason": "publish"}], None),  # to every client of the namespace, on every process
     ]
     assert not emitter.publish_failing
+
+
+def connected_socket(manager, sid, namespace="/chat"):
+    """Connect a socket to the manager's server as python-socketio does; return its sid."""
+    sid = manager.pre_connect(sid, namespace)
+    manager.connect(sid, namespace)
+    return sid
+
+
+def subscribers(url, room):
+    """Return how many connections Redis has subscribed to the room's channel."""
+    return redis.Redis.from_url(url).pubsub_numsub(f"test-channel#{room}")[0][1]
+
+
+@pytest.mark.integration
+def test_a_room_channel_is_followed_exactly_while_the_process_has_sockets_in_the_room(own_redis):
+    manager = listening_server(own_redis.url)
+    emitter = RecordingRedisManager(own_redis.url, "test-channel", write_only=True, room_channel_kinds=("room:",))
+    first, second = connected_socket(manager, "e1"), connected_socket(manager, "e2")
+    assert subscribers(own_redis.url, "room:a") == 0
+
+    manager.enter_room(first, "/chat", "room:a")
+    assert subscribers(own_redis.url, "room:a") == 1  # confirmed by Redis before enter_room returned
+    manager.enter_room(second, "/chat", "room:a")
+    emitter.emit("message", {"n": 1}, namespace="/chat", room="room:a")
+    emitter.emit("message", {"n": 2}, namespace="/chat", room="room:b")  # no socket here: not received
+    emitter.emit("presence", {"n": 3}, namespace="/chat", room="user:1")  # not a room kind: the shared channel
+    wait_until(lambda: len(manager.received) == 2, "two events received")
+    assert manager.received == [("message", "room:a"), ("presence", "user:1")]
+
+    manager.leave_room(first, "/chat", "room:a")
+    assert subscribers(own_redis.url, "room:a") == 1  # the second socket is still there
+    manager.basic_disconnect(second, "/chat")
+    wait_until(lambda: subscribers(own_redis.url, "room:a") == 0, "the channel to be unsubscribed")
+
+
+@pytest.mark.integration
+def test_an_entry_right_after_the_last_leave_waits_for_its_own_subscription(own_redis):
+    manager = listening_server(own_redis.url)
+    sid = connected_socket(manager, "e1")
+    for _ in range(50):  # UNSUBSCRIBE then SUBSCRIBE in flight: the entry waits for the second confirmation
+        manager.enter_room(sid, "/chat", "room:a")
+        assert subscribers(own_redis.url, "room:a") == 1
+        manager.leave_room(sid, "/chat", "room:a")
+    wait_until(lambda: subscribers(own_redis.url, "room:a") == 0, "the channel to be unsubscribed")
+    assert manager.subscriptions == {}  # nothing kept for channels no socket wants
+
+
+@pytest.mark.integration
+def test_room_channels_are_followed_again_after_redis_restarts_and_an_entry_fails_while_it_is_away(own_redis):
+    manager = listening_server(own_redis.url)
+    manager.FOLLOW_TIMEOUT_SECONDS = 0.5
+    sid = connected_socket(manager, "e1")
+    manager.enter_room(sid, "/chat", "room:a")
+
+    own_redis.stop(keep_port=True)
+    wait_until(lambda: not manager.subscribed, "the listener to notice Redis went away", interval=0.02)
+    with pytest.raises(redis.exceptions.ConnectionError):
+        manager.enter_room(sid, "/chat", "room:b")  # unavailable: the join fails, and the client retries
+    own_redis.start()
+    wait_until(lambda: manager.subscribed, "the listener to subscribe again", interval=0.02)
+    assert subscribers(own_redis.url, "room:a") == 1 and subscribers(own_redis.url, "room:b") == 1
+    assert ("resync", {"reason": "listener"}, "/chat", "local") in manager.emitted
+    manager.enter_room(sid, "/chat", "room:b")  # the failed entry left it in the room: followed now

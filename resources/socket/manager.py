@@ -12,6 +12,13 @@ to tell the clients. Here a worker subscribes before it serves, retries within a
 second, and when its channel had a gap (the listener was down, or publishes
 failed) it sends `resync` so clients catch up from the database (docs/protocol.md).
 
+Room channels (docs/scaling.md): an emit to a chat room or a job's room goes on a
+channel of that room's own, which a process subscribes to only while one of its
+sockets is in the room; everything else stays on the one shared channel. A process
+then no longer receives, and filters, every event of the cluster. A socket's entry
+into such a room waits until Redis confirms the subscription, so a room is followed
+before its catch-up is read, as docs/protocol.md promises.
+
 The Admin UI (admin_ui.py): its reports to the admin namespace go nowhere while no
 admin is connected to any process, and its actions (join, leave, disconnect) reach
 the sockets of every process.
@@ -22,6 +29,9 @@ import threading
 import time
 
 import socketio
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
 
 from core.metrics import DELIVERY_SECONDS, LISTENER_SUBSCRIBED, PUBLISH_FAILURES, RESYNCS
 
@@ -32,6 +42,19 @@ ADMIN_WATCH_EVENT = "roomcast:admin-watch"  # never sent to a client either
 ADMIN_ACTION_EVENT = "roomcast:admin-action"  # nor this one
 ADMIN_ACTIONS = ("join", "leave", "disconnect")
 DELIVERY_LABELS = 100  # distinct (namespace, event) pairs roomcast_delivery_seconds names, per process
+
+
+class Subscription:
+    """One room channel on the listener's connection: wanted or not, commands unconfirmed, last confirmed state."""
+
+    __slots__ = ("wanted", "pending", "subscribed")
+
+    def __init__(self, wanted, pending):
+        self.wanted, self.pending, self.subscribed = wanted, pending, False
+
+    def following(self):
+        """Tell whether Redis has confirmed the latest SUBSCRIBE, with nothing sent after it."""
+        return self.wanted and self.pending == 0 and self.subscribed
 
 
 class RoomIndex:
@@ -138,13 +161,21 @@ class ResyncingRedisManager(RoomIndex, socketio.RedisManager):
     RETRY_SECONDS = (0.1, 0.25, 0.5, 1.0)  # then every second while Redis is away
     PING_AFTER_SECONDS = 5  # of silence on the channel
     DEAD_AFTER_SECONDS = 15  # of silence, ping unanswered: the connection is gone
+    FOLLOW_TIMEOUT_SECONDS = 5  # for Redis to confirm a room channel's subscription; then the entry fails
 
-    def __init__(self, url, channel, resync_namespaces=(), write_only=False):
+    def __init__(self, url, channel, resync_namespaces=(), write_only=False, room_channel_kinds=()):
         # Timeouts: a Redis that hangs must fail a publish (and so an emit) in
         # seconds, not hold the greenlet that emits.
         options = {"socket_timeout": 5, "socket_connect_timeout": 5}
         super().__init__(url, channel=channel, write_only=write_only, redis_options=options)
         self.resync_namespaces = tuple(resync_namespaces)
+        self.room_channel_kinds = tuple(room_channel_kinds)  # room name prefixes ("room:") with channels of their own
+        self.room_sockets = {}  # room with a channel of its own -> this process's sockets in it, any namespace
+        self.subscriptions = {}  # room channel -> Subscription, on the listener's current connection
+        self.listening = None  # the listener's PubSub while it is connected
+        self.listener_ident = None
+        # Guards the two dicts, and the listener's connection for the commands other greenlets send on it.
+        self.subscriptions_changed = threading.Condition()
         # threading's Event: gevent's once the worker is monkey-patched, a real one elsewhere.
         self.subscribed_event = threading.Event()
         self.publisher = None
@@ -163,13 +194,28 @@ class ResyncingRedisManager(RoomIndex, socketio.RedisManager):
             self.initialize()
         return self.subscribed_event.wait(timeout)
 
+    def has_own_channel(self, room):
+        """Tell whether emits to the room travel on a channel of the room's own."""
+        return isinstance(room, str) and room.startswith(self.room_channel_kinds) if self.room_channel_kinds else False
+
+    def room_channel(self, room):
+        """Return the Redis channel of a room that has one."""
+        return f"{self.channel}#{room}"
+
     def _publish(self, data):
+        channel = self.channel
+        if isinstance(data, dict) and data.get("method") == "emit":
+            room = data.get("room")
+            if self.has_own_channel(room) and data.get("event") not in (ADMIN_WATCH_EVENT, ADMIN_ACTION_EVENT):
+                channel = self.room_channel(room)
+            elif isinstance(room, str) and self.is_sid_room(data.get("namespace"), room):
+                return  # to one of this process's sockets: delivered here already, and nowhere else
         try:
             if self.publisher is None:
                 self.publisher = self._get_redis_module().Redis.from_url(self.redis_url, **self.redis_options)
             if isinstance(data, dict):
                 data["published_at"] = time.time()  # for roomcast_delivery_seconds, where it is delivered
-            self.publisher.publish(self.channel, self.json.dumps(data))
+            self.publisher.publish(channel, self.json.dumps(data))
         except Exception as error:
             PUBLISH_FAILURES.inc()
             if not self.publish_failing:  # once per outage, not once per message
@@ -180,6 +226,77 @@ class ResyncingRedisManager(RoomIndex, socketio.RedisManager):
             self.publish_failing = False
             log.warning("publishing to Redis again; telling every client to resync")
             self.resync_everyone("publish")
+
+    def enter_room(self, sid, namespace, room, eio_sid=None):
+        """Put a socket in a room; for a room with a channel of its own, return once this process follows it."""
+        here = self.is_connected(sid, namespace) or self.is_pre_connected(sid, namespace)
+        result = super().enter_room(sid, namespace, room, eio_sid=eio_sid)
+        # The listener carries out other processes' requests: it cannot wait for its own confirmations.
+        if here and self.has_own_channel(room) and threading.get_ident() != self.listener_ident:
+            self.wait_following(room)
+        return result
+
+    def basic_enter_room(self, sid, namespace, room, eio_sid=None):
+        entering = self.has_own_channel(room) and sid not in self.rooms.get(namespace, {}).get(room, {})
+        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        if entering:
+            self.count_room_socket(room, 1)
+
+    def basic_leave_room(self, sid, namespace, room):
+        leaving = self.has_own_channel(room) and sid in self.rooms.get(namespace, {}).get(room, {})
+        super().basic_leave_room(sid, namespace, room)
+        if leaving:
+            self.count_room_socket(room, -1)
+
+    def count_room_socket(self, room, change):
+        """Count a socket in or out of a room; subscribe to its channel at the first, unsubscribe at the last."""
+        with self.subscriptions_changed:
+            before = self.room_sockets.get(room, 0)
+            after = before + change
+            if after > 0:
+                self.room_sockets[room] = after
+            else:
+                self.room_sockets.pop(room, None)
+            if (before > 0) != (after > 0):
+                self.send_subscription(room, wanted=after > 0)
+
+    def send_subscription(self, room, wanted):
+        """SUBSCRIBE or UNSUBSCRIBE a room's channel on the listener's connection (with subscriptions_changed held)."""
+        channel = self.room_channel(room)
+        subscription = self.subscriptions.setdefault(channel, Subscription(wanted, 0))
+        subscription.wanted = wanted
+        connection = self.listening.connection if self.listening is not None else None
+        if connection is None:
+            return  # the listener subscribes every wanted channel when it connects
+        subscription.pending += 1
+        try:
+            # Not pubsub.subscribe(): its retries would reconnect under the listener, which reads this connection.
+            connection.send_command("SUBSCRIBE" if wanted else "UNSUBSCRIBE", channel)
+        except Exception as error:  # the listener fails on the same connection, and subscribes anew
+            log.warning("cannot %s %s (%s)", "subscribe to" if wanted else "unsubscribe from", channel, error)
+
+    def confirmed(self, channel, subscribed):
+        """Note Redis's confirmation of a SUBSCRIBE or an UNSUBSCRIBE of a room channel."""
+        with self.subscriptions_changed:
+            subscription = self.subscriptions.get(channel)
+            if subscription is None:
+                return
+            subscription.pending = max(0, subscription.pending - 1)
+            subscription.subscribed = subscribed
+            if not subscription.wanted and subscription.pending == 0:
+                del self.subscriptions[channel]
+            self.subscriptions_changed.notify_all()
+
+    def wait_following(self, room):
+        """Wait until Redis confirms this process's subscription to the room's channel; raise if it does not."""
+        channel = self.room_channel(room)
+        with self.subscriptions_changed:
+            following = self.subscriptions_changed.wait_for(
+                lambda: channel in self.subscriptions and self.subscriptions[channel].following(),
+                self.FOLLOW_TIMEOUT_SECONDS,
+            )
+        if not following:
+            raise RedisConnectionError(f"Redis did not confirm the subscription to {room}'s channel")
 
     def disconnect_room(self, room):
         """Disconnect every client in the room, on every process."""
@@ -241,21 +358,32 @@ class ResyncingRedisManager(RoomIndex, socketio.RedisManager):
 
     def _listen(self):
         # Replaces RedisManager's: each pass subscribes on a fresh connection and
-        # yields the channel's messages until the connection fails.
-        channel = self.channel.encode()
+        # yields the channels' messages until the connection fails.
+        self.listener_ident = threading.get_ident()
         failures = 0
+        # No retries under us: a failed read ends the pass, and the next one subscribes everything anew.
+        options = {**self.redis_options, "retry": Retry(NoBackoff(), 0)}
         while True:
             pubsub = None
             try:
-                pubsub = self._get_redis_module().Redis.from_url(self.redis_url, **self.redis_options).pubsub()
-                pubsub.subscribe(self.channel)
+                pubsub = self._get_redis_module().Redis.from_url(self.redis_url, **options).pubsub()
+                with self.subscriptions_changed:
+                    rooms = [self.room_channel(room) for room in self.room_sockets]
+                    self.subscriptions = {channel: Subscription(True, 1) for channel in rooms}
+                    # The shared channel last: once it is confirmed, the rooms' channels are too.
+                    pubsub.subscribe(*rooms, self.channel)
+                    self.listening = pubsub
                 for message in self._messages(pubsub, resubscribed=failures > 0):
                     failures = 0
-                    if message["type"] == "message" and message["channel"] == channel:
+                    if message["type"] == "message":
                         yield message["data"]
             except Exception as error:
                 if self.subscribed or failures == 0:
                     log.error("lost the Redis channel (%s); retrying", error)
+                with self.subscriptions_changed:
+                    self.listening = None
+                    for subscription in self.subscriptions.values():
+                        subscription.subscribed = False
                 self._set_subscribed(False)
                 time.sleep(self.RETRY_SECONDS[min(failures, len(self.RETRY_SECONDS) - 1)])
                 failures += 1
@@ -277,13 +405,17 @@ class ResyncingRedisManager(RoomIndex, socketio.RedisManager):
                     pinged = now
                 continue
             heard = now
-            if message["type"] == "subscribe":
+            if message["type"] not in ("subscribe", "unsubscribe"):
+                yield message
+                continue
+            channel = message["channel"].decode()
+            if channel != self.channel:
+                self.confirmed(channel, message["type"] == "subscribe")
+            elif message["type"] == "subscribe":
                 self._set_subscribed(True)
                 if resubscribed:
                     log.warning("subscribed to the Redis channel again; telling this process's clients to resync")
                     self.resync_local("listener")
-                continue
-            yield message
 
     def _set_subscribed(self, subscribed):
         if subscribed:
@@ -293,13 +425,15 @@ class ResyncingRedisManager(RoomIndex, socketio.RedisManager):
         LISTENER_SUBSCRIBED.set(1 if subscribed else 0)
 
 
-def client_manager(message_queue, channel, resync_namespaces=()):
+def client_manager(message_queue, channel, resync_namespaces=(), room_channel_kinds=()):
     """Return the manager for a Socket.IO server: on Redis when a message queue is set."""
     if message_queue:
-        return ResyncingRedisManager(message_queue, channel, resync_namespaces)
+        return ResyncingRedisManager(message_queue, channel, resync_namespaces, room_channel_kinds=room_channel_kinds)
     return IndexedManager()
 
 
-def emitter_manager(message_queue, channel, resync_namespaces=()):
+def emitter_manager(message_queue, channel, resync_namespaces=(), room_channel_kinds=()):
     """Return a write-only manager for processes that only emit (Celery workers)."""
-    return ResyncingRedisManager(message_queue, channel, resync_namespaces, write_only=True)
+    return ResyncingRedisManager(
+        message_queue, channel, resync_namespaces, write_only=True, room_channel_kinds=room_channel_kinds
+    )
