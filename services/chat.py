@@ -90,13 +90,16 @@ def announce_room(room):
 
 
 def add_member(room, user):
-    """Record that the user joined a public room (members of private rooms are invited); what came before is read."""
-    if not is_member(room, user):
-        db.session.add(RoomMember(room_id=room.id, user_id=user.id, read_seq=room.last_seq))
-        try:
-            db.session.commit()
-        except IntegrityError:  # another tab of the same user got there first
-            db.session.rollback()
+    """Record that the user joined a public room (what came before counts as read); tell whether they were not yet."""
+    if is_member(room, user):
+        return False
+    db.session.add(RoomMember(room_id=room.id, user_id=user.id, read_seq=room.last_seq))
+    try:
+        db.session.commit()
+    except IntegrityError:  # another tab of the same user got there first
+        db.session.rollback()
+        return False
+    return True
 
 
 def remove_member(room, user):

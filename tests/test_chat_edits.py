@@ -164,10 +164,12 @@ def test_parting_a_public_room_ends_the_membership_and_tells_the_other_tabs(conn
     client.post("/api/rooms", json={"name": "lobby"}, headers=bearer(alice["token"]))
     client.post("/api/rooms", json={"name": "secret", "private": True}, headers=bearer(bob["token"]))
     a = joined(connect, alice)
-    b, b_other_tab = joined(connect, bob, "lobby"), connect(bob)
+    b_other_tab = connect(bob)
+    b = joined(connect, bob, "lobby")
     call(a, "join", {"room": "lobby"})
     a.get_received("/chat")
 
+    assert received(b_other_tab, "member") == [{"room": "lobby"}]  # b joined lobby, a member from then on
     assert call(b, "part", {"room": "lobby"}) == {"ok": True}
     assert received(b_other_tab, "parted") == [{"room": "lobby"}]
     assert received(a, "presence") == [{"room": "lobby", "user": "bob", "status": "left"}]

@@ -36,8 +36,9 @@ class ChatSocket(BaseSocket):
             raise ProtocolError("invalid", "give since or since_seq, not both")
         user = self.user
         found = chat.readable_room(room, user)
-        if not found.private:
-            chat.add_member(found, user)
+        if not found.private and chat.add_member(found, user):
+            # The user's other tabs list the room among theirs, as `parted` takes it away.
+            self.emit("member", {"room": room}, room=user_room(user.id), include_self=False)
         # Presence is left by name even after the account is gone (a deleted user's disconnect).
         self.usernames[request.sid] = user.username
         # Follow the room before reading it: a message stored meanwhile then
