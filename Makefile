@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast chaos lint format deps dev-deps bench bench-quick bench-deps clean
+.PHONY: run test test-fast chaos screenshots lint format deps dev-deps bench bench-quick bench-deps clean
 
 run: deps
 	$(BIN)/python -m devtools.devserver
@@ -19,6 +19,10 @@ test-fast: dev-deps
 # scenario prints its figures (-s). CHAOS_SEED=<n> replays a run's choices.
 chaos: dev-deps
 	$(BIN)/python -m pytest -m chaos -s -v tests/test_chaos.py $(PYTEST_ARGS)
+
+# The README's screenshots, light, dark and phone (docs/screenshots/), taken by a browser test.
+screenshots: dev-deps
+	UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest -m browser tests/test_browser_ux.py -k screenshots $(PYTEST_ARGS)
 
 lint: dev-deps
 	$(BIN)/ruff check .

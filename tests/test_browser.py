@@ -17,7 +17,7 @@ from app import create_app
 from extensions import db
 from models import Room, User
 from services.chat import post_message
-from tests.browsers import SCREENSHOTS, WAIT_MS
+from tests.browsers import SCREENSHOTS, WAIT_MS, every_message_shown, open_room
 from tests.clients import SocketClient, register
 from tests.helpers import bearer, config_for
 
@@ -347,12 +347,14 @@ def test_a_phone_sized_window_can_chat_and_reach_rooms_and_jobs(person):
     expect(phone.locator("#text")).to_be_focused()
     phone.click("#toggle-rooms")
     expect(phone.locator("#rooms button", has_text="general")).to_be_visible()
+    phone.click("#tab-people")  # the tab bar: Rooms, Chat, People & jobs
     phone.click("#demo-job")
     expect(phone.locator(".job")).to_have_count(1)
     phone.screenshot(path=SCREENSHOTS / "phone.png")
     # Cancel it: left running, its bot message would land in `general` during later tests.
     phone.locator(".job button", has_text="Cancel").click()
     expect(phone.locator(".job[data-status=cancelled]")).to_have_count(1)
+    phone.click("#toggle-rooms")
     phone.locator("#rooms button", has_text="general").click()
     expect(phone.locator("#rooms")).to_be_hidden()
 
@@ -371,12 +373,6 @@ def public_room(stack):
     return name, token
 
 
-def open_room(page, room):
-    """Show a room the page has joined."""
-    page.locator("#rooms button", has_text=room).click()
-    expect(page.locator("#room-title")).to_have_text(room)
-
-
 def stored_messages(stack, room, token):
     """Return the room's messages as the server stores them: [(seq, text)], oldest first."""
     response = requests.get(
@@ -389,16 +385,12 @@ def stored_messages(stack, room, token):
     return [(message["seq"], message["text"]) for message in response.json()]
 
 
-def shown_messages(page):
-    """Return the messages the page shows: [(seq, text)], top to bottom."""
-    script = "items => items.map(i => [Number(i.dataset.seq), i.querySelector('.text').textContent])"
-    return [tuple(item) for item in page.locator("#messages li").evaluate_all(script)]
-
-
 def assert_shows_exactly(page, stored):
-    """Assert the page shows every stored message once, in seq order, and nothing else."""
-    expect(page.locator("#messages li")).to_have_count(len(stored))
-    assert shown_messages(page) == stored
+    """Assert the page shows every stored message once, in seq order, and nothing else.
+
+    The list renders a bounded window of a long room: the walk scrolls up through all of it.
+    """
+    assert every_message_shown(page, len(stored)) == stored
     assert [seq for seq, _ in stored] == list(range(1, len(stored) + 1))  # and seqs have no holes
 
 
@@ -440,6 +432,8 @@ def test_a_missed_live_message_is_fetched_when_the_next_one_shows_the_hole(perso
     room, token = public_room(stack)
     alice, bob = person(wire=True), person()
     open_room(bob, room)
+    open_room(alice, room)  # joining a public room is a choice, made in the room browser
+    open_room(alice, "general")
     badge = alice.locator("#rooms button", has_text=room).locator(".unread")
 
     send(bob, "one")
@@ -477,7 +471,7 @@ def test_a_resync_makes_the_page_join_again_and_show_what_it_missed(person, stac
     emit_from_server(stack, "resync", {"reason": "publish"}, "/chat")
 
     expect(alice.locator("#messages li", has_text="two")).to_have_count(1)
-    assert ("/chat", "join", {"room": room, "since_seq": 1}) in alice.wire.sent
+    assert ("/chat", "join", {"room": room, "since_seq": 1, "edits_since": 0}) in alice.wire.sent
     assert_shows_exactly(alice, stored_messages(stack, room, token))
     expect(alice.locator("#connection")).to_have_text("connected")
 
@@ -533,7 +527,7 @@ def test_a_catch_up_past_the_join_cap_pages_on_with_history(person, stack):
     stored = stored_messages(stack, room, token)
     assert len(stored) == cap + 151
     assert_shows_exactly(alice, stored)
-    assert ("/chat", "join", {"room": room, "since_seq": 1}) in alice.wire.sent
+    assert ("/chat", "join", {"room": room, "since_seq": 1, "edits_since": 0}) in alice.wire.sent
     if cap:  # the join brought `cap` of them (`more`); history since_seq brought the rest
         assert ("/chat", "history", {"room": room, "since_seq": 1 + cap, "limit": 100}) in alice.wire.sent
     expect(alice.locator("#connection")).to_have_text("connected")
@@ -543,6 +537,7 @@ def test_a_join_the_server_could_not_answer_is_tried_again_and_a_refused_one_is_
     room, token = public_room(stack)
     other, _ = public_room(stack)
     alice = person(wire=True)
+    open_room(alice, other)  # joined by choice: a resync joins it again
     open_room(alice, room)
     send(alice, "first")
     expect(alice.locator("#messages li", has_text="first")).to_have_count(1)
@@ -561,7 +556,8 @@ def test_a_join_the_server_could_not_answer_is_tried_again_and_a_refused_one_is_
         sent = alice.wire.sent[before:]
         return [data for ns, event, data in sent if (ns, event) == ("/chat", "join") and data["room"] == name]
 
-    assert joins(room) == [{"room": room, "since_seq": 1}] * 3  # refused twice (0.5 s, then 1 s apart), then joined
+    # Refused twice (0.5 s, then 1 s apart), then joined.
+    assert joins(room) == [{"room": room, "since_seq": 1, "edits_since": 0}] * 3
     assert len(joins(other)) == 1  # forbidden: asking again would not help
     assert_shows_exactly(alice, stored_messages(stack, room, token))
 
