@@ -1,8 +1,13 @@
 """The cheaper event and connect paths (docs/benchmarks.md, "Event and connect paths") behave as before."""
 
 import pytest
+from flask import g, request, session, url_for
+from flask.ctx import RequestContext
 from geventwebsocket.utf8validator import Utf8Validator
 
+from extensions import socketio
+from resources.socket.base import BaseSocket, payload
+from resources.socket.contexts import EventContext
 from resources.socket.gunicorn_worker import Utf8Check
 
 pytestmark = pytest.mark.unit
@@ -31,3 +36,45 @@ def test_the_utf8_check_agrees_with_gevent_websockets_own(frames):
             break
     ours.reset()
     assert ours.validate("é".encode())[0]
+
+
+class ProbeSocket(BaseSocket):
+    """Report what an event's handler sees of its request context."""
+
+    @payload()
+    def on_probe(self):
+        """Answer with the request, route and session the handler runs with."""
+        g.seen = g.get("seen", 0) + 1  # g is per event: an app context each
+        self.requests.append(request._get_current_object())
+        return {
+            "sid": request.sid,
+            "namespace": request.namespace,
+            "event": request.event["message"],
+            "endpoint": request.url_rule.endpoint,
+            "session": type(session._get_current_object()).__name__,
+            "lid": session.get("lid"),
+            "g": g.seen,
+            "url": url_for("pages.index", _external=True),
+        }
+
+
+def test_an_event_context_has_what_a_request_context_has(app):
+    environ = app.test_request_context("/socket.io/?EIO=4&transport=websocket").request.environ
+    assert set(vars(EventContext(app, environ))) == set(vars(RequestContext(app, environ)))
+
+
+def test_every_event_gets_its_own_request_with_the_connections_route_and_session(app, client, alice):
+    namespace = ProbeSocket("/probe")
+    namespace.requests = []
+    socketio.on_namespace(namespace)
+    client.post("/login", data={"username": alice["username"], "password": alice["password"]})
+    probe = socketio.test_client(app, namespace="/probe", flask_test_client=client)
+    first, second = (probe.emit("probe", {}, namespace="/probe", callback=True) for _ in range(2))
+    assert namespace.requests[0] is not namespace.requests[1]
+    for seen in (first, second):
+        assert seen["sid"] and seen["namespace"] == "/probe" and seen["event"] == "probe"
+        assert seen["endpoint"] == "socket_io_False"  # the route contexts.py adds: no routing exception kept
+        assert seen["session"] == "_ManagedSession" and seen["lid"]  # the login's session, copied at connect
+        assert seen["g"] == 1
+        assert seen["url"].startswith("http://")
+    probe.disconnect("/probe")

@@ -18,6 +18,7 @@ from core.metrics import CONNECTED_CLIENTS, SOCKET_EVENTS
 from core.validation import validate
 from extensions import db
 from models import User
+from resources.socket.contexts import handle_event
 from services import accounts, chat, throttle
 from services.channels import login_room, user_room
 
@@ -136,11 +137,11 @@ class BaseSocket(Namespace):
                 SOCKET_EVENTS.labels(self.namespace, "unknown", "invalid").inc()
                 return error_ack("invalid", "unknown event")
             handler = partial(self._run_event, event, handler)
-        # The same call flask_socketio.Namespace makes: it pushes the app and
-        # request contexts and the connection's session around the handler.
+        # What flask_socketio.Namespace does (the app and request contexts and the connection's
+        # session around the handler), with a request context built once per connection.
         sid = args[0] if args else None
         with log_context(sid=sid, user=self.user_ids.get(sid), namespace=self.namespace):
-            return self.socketio._handle_event(handler, event, self.namespace, *args)
+            return handle_event(self.socketio, handler, event, self.namespace, *args)
 
     def _sent_by_client(self, event, args):
         """Tell a client's event named connect/disconnect from the server's own lifecycle call."""
