@@ -12,6 +12,7 @@ from gevent import get_hub, monkey
 from gevent.lock import BoundedSemaphore
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from redis.exceptions import RedisError
+from sqlalchemy import bindparam, false, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -22,6 +23,7 @@ from services import throttle
 from services.channels import login_room, user_room
 
 TOKEN_SALT = "roomcast-api-token"
+TOKEN_CLAIMS = (("uid", int), ("v", int), ("lid", str))  # user id, the user's session version, login id
 HASHING_NICENESS = 10  # a password hash yields the CPU to the event loop when both want it
 log = logging.getLogger(__name__)
 
@@ -111,21 +113,35 @@ def issue_token(user):
     return _serializer().dumps(claims), current_app.config["TOKEN_MAX_AGE"]
 
 
-def login_from_token(token):
-    """Return (user id, login id) of a valid, unexpired, unrevoked token of an active user, or None."""
+# A token's check reads one column of one row: a prebuilt statement on a pooled connection, with no
+# User and no ORM session (building them was most of a socket connect's database time:
+# docs/benchmarks.md, "Event and connect paths").
+USERS = User.__table__
+ACTIVE_LOGIN = select(USERS.c.id).where(
+    USERS.c.id == bindparam("uid"), USERS.c.session_version == bindparam("v"), USERS.c.disabled == false()
+)
+
+
+def token_login(token):
+    """Return (user id, login id) of a valid, unexpired token of an active user, or None; revocation unchecked."""
     if not isinstance(token, str) or len(token) > 512:
         return None
     try:
         claims = _serializer().loads(token, max_age=current_app.config["TOKEN_MAX_AGE"])
     except BadSignature:  # SignatureExpired is a BadSignature too
         return None
-    if not isinstance(claims, dict) or not isinstance(claims.get("uid"), int) or not isinstance(claims.get("lid"), str):
+    if not isinstance(claims, dict) or not all(isinstance(claims.get(key), kind) for key, kind in TOKEN_CLAIMS):
         return None
-    # Not a whole User: a socket connect needs none (a third of its cost was building one).
-    query = db.select(User.id).filter_by(id=claims["uid"], session_version=claims.get("v"), disabled=False)
-    if db.session.scalar(query) is None or is_revoked(claims["lid"]):
-        return None
+    with db.engine.connect() as connection:
+        if connection.execute(ACTIVE_LOGIN, {"uid": claims["uid"], "v": claims["v"]}).first() is None:
+            return None
     return claims["uid"], claims["lid"]
+
+
+def login_from_token(token):
+    """Return (user id, login id) of a valid, unexpired, unrevoked token of an active user, or None."""
+    login = token_login(token)
+    return None if login is None or is_revoked(login[1]) else login
 
 
 def user_from_token(token):
