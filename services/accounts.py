@@ -212,6 +212,32 @@ def revoke(login_id, seconds):
     disconnect_sockets(login_room(login_id))
 
 
+def admit_socket(user_id, login_id, sid, limit):
+    """Refuse a revoked login (False) and count the socket toward the user's limit, in one Redis round trip.
+
+    login_id: the login to check (None: already checked, a session's); limit: CONNECTIONS_PER_USER
+    (0: none). Over the limit raises rate_limited. When Redis is away, the socket is let in, as
+    is_revoked and throttle.admit_connection do.
+    """
+    with redis_store.client.pipeline(transaction=False) as pipe:
+        if login_id:
+            pipe.exists(redis_store.key("revoked", login_id))
+        if limit:
+            throttle.queue_admission(pipe, user_id, sid, limit, throttle.PROCESS_ID)
+        try:
+            replies = pipe.execute() if len(pipe) else []
+        except RedisError as error:
+            log.warning("cannot check revoked logins nor count connections while Redis is unavailable (%s)", error)
+            return True
+    if login_id and replies.pop(0):
+        if limit:  # counted on the way: uncount it
+            throttle.release_connection(user_id, sid)
+        return False
+    if limit:
+        throttle.check_admitted(replies[0], limit)
+    return True
+
+
 def is_revoked(login_id):
     """Tell whether a login was ended (False when there is no id, or Redis cannot say)."""
     if not login_id:

@@ -84,12 +84,22 @@ def admit_connection(user_id, sid, limit, process_id):
     """Record a connection of the user; raise rate_limited when they already have `limit` (0: no limit)."""
     if not limit:
         return
-    keys = [redis_store.key("connections", user_id), redis_store.key("process", process_id)]
     try:
-        admitted = redis_store.client.eval(ADMIT, 2, *keys, limit, sid, PROCESS_KEY_SECONDS)
+        admitted = queue_admission(redis_store.client, user_id, sid, limit, process_id)
     except RedisError as error:
         log.warning("not counting connections while Redis is unavailable (%s)", error)
         return
+    check_admitted(admitted, limit)
+
+
+def queue_admission(client, user_id, sid, limit, process_id):
+    """Run ADMIT for a connection on a Redis client, or queue it on a pipeline; check_admitted reads its reply."""
+    keys = [redis_store.key("connections", user_id), redis_store.key("process", process_id)]
+    return client.eval(ADMIT, 2, *keys, limit, sid, PROCESS_KEY_SECONDS)
+
+
+def check_admitted(admitted, limit):
+    """Raise rate_limited unless ADMIT admitted the connection."""
     if not admitted:
         raise ProtocolError("rate_limited", f"too many connections; at most {limit} per user")
 

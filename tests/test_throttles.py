@@ -4,6 +4,9 @@ import pytest
 
 from app import create_app
 from devtools.embedded_redis import free_port
+from extensions import db
+from models import User
+from services.accounts import issue_token, revoke, token_login
 from tests.helpers import call, config_for
 
 pytestmark = pytest.mark.unit
@@ -117,3 +120,11 @@ def test_throttles_are_off_while_redis_is_away(database_url, instance_path):
     client = create_app(config).test_client()
     for _ in range(5):  # past the per-username limit: not counted, so never refused
         assert login(client, "nobody").status_code == 401
+
+
+def test_connects_of_a_revoked_token_are_refused_and_not_counted(app, connect, alice):
+    with app.app_context():
+        revoke(token_login(alice["token"])[1], 60)
+        fresh, _ = issue_token(db.session.get(User, alice["id"]))
+    assert not any(connect(alice).is_connected("/chat") for _ in range(3))
+    assert all(connect({**alice, "token": fresh}).is_connected("/chat") for _ in range(2))  # the limit is 2

@@ -98,9 +98,11 @@ class BaseSocket(Namespace):
 
     def on_connect(self, auth):
         """Accept a session cookie or auth={"token"}; refuse anything else as unauthorized."""
+        unchecked = None  # a login whose revocation is still to be checked
         if isinstance(auth, dict) and "token" in auth:
-            login = accounts.login_from_token(auth["token"])
-        elif auth is None and current_user.is_authenticated:
+            login = accounts.token_login(auth["token"])
+            unchecked = login and login[1]
+        elif auth is None and current_user.is_authenticated:  # the user loader checked revocation
             login = current_user.id, session.get("lid")
         else:
             login = None
@@ -108,7 +110,9 @@ class BaseSocket(Namespace):
             raise ConnectionRefusedError("unauthorized")
         user_id, login_id = login
         config = current_app.config
-        throttle.admit_connection(user_id, request.sid, config["CONNECTIONS_PER_USER"], throttle.PROCESS_ID)
+        # The revocation check and the connection count in one Redis round trip.
+        if not accounts.admit_socket(user_id, unchecked, request.sid, config["CONNECTIONS_PER_USER"]):
+            raise ConnectionRefusedError("unauthorized")
         # So that logging out (here, everywhere) or losing the account disconnects it.
         join_room(user_room(user_id))
         if login_id:
