@@ -219,7 +219,7 @@ class BaseSocket(Namespace):
         if not bucket.take():
             raise ProtocolError("rate_limited", "too many events; slow down", retry_after=1)
         limit = current_app.config["USER_EVENTS_PER_10S"]
-        throttle.hit("events", self.user_ids[request.sid], limit, 10, "events from your connections")
+        throttle.hit_shared("events", self.user_ids[request.sid], limit, 10, "events from your connections")
         if len(args) != 1:
             raise ProtocolError("invalid", "send exactly one payload object")
         if payload_size(args[0]) > current_app.config["SOCKET_MAX_EVENT_BYTES"]:
