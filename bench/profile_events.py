@@ -297,32 +297,52 @@ def owner_of(stack):
     return "unknown"
 
 
-# Named pieces of the path, counted wherever they are in a sample's stack (inclusive).
+# Named pieces of the path, counted wherever they are in a sample's stack (inclusive): a frame is
+# (function, file) and matches when its function ends with the name and its file contains the path.
 PIECES = {
-    "Flask request context (push, pop, build)": (
-        "request_context (",
-        "RequestContext.push",
-        "RequestContext.pop",
-        "push (flask/ctx",
-        "pop (flask/ctx",
-        "__init__ (flask/ctx",
-    ),
-    "Flask-SocketIO session copy": ("_ManagedSession",),
-    "prometheus labels() lookups": ("labels (prometheus_client",),
-    "prometheus inc/set (mmap write)": ("inc (prometheus_client", "dec (prometheus_client", "set (prometheus_client"),
-    "log_context / bind": ("log_context (", "bind (core/logs", "unbind (core/logs"),
-    "log lines (format, write)": ("handle (logging", "callHandlers (logging"),
-    "Redis round trips (execute_command)": ("execute_command (redis",),
-    "DB session remove/rollback": ("remove (sqlalchemy", "rollback (sqlalchemy", "remove (flask_sqlalchemy"),
-    "DB queries (execute/scalar)": ("scalar (sqlalchemy", "execute (sqlalchemy"),
-    "payload_size json.dumps": ("payload_size (",),
-    "ack packet encode": ("encode (socketio/packet", "encode (engineio/packet"),
-    "packet decode": ("decode (socketio/packet", "decode (resources/socket/packets", "__init__ (engineio/packet"),
-    "WebSocket frame write": ("send (geventwebsocket", "send_frame (geventwebsocket"),
-    "WebSocket frame read": ("read_message (geventwebsocket", "read_frame (geventwebsocket"),
-    "token check": ("login_from_token (",),
-    "gunicorn access log": ("access (gunicorn", "log_request ("),
-}
+    "request context: build, push, pop": [("RequestContext.push", "flask/ctx.py"),
+                                          ("RequestContext.pop", "flask/ctx.py"),
+                                          ("RequestContext.__init__", "flask/ctx.py"),
+                                          ("EventContext.__init__", "contexts.py")],
+    "... of which URL adapter and route match": [("Flask.create_url_adapter", "flask/app.py"),
+                                                 ("RequestContext.match_request", "flask/ctx.py")],
+    "... of which session open (cookie)": [("open_session", "sessions.py"), ("open_session", "contexts.py")],
+    "... of which teardown (DB session remove, signals)": [("Flask.do_teardown_request", "flask/app.py"),
+                                                           ("Flask.do_teardown_appcontext", "flask/app.py")],
+    "metrics (labels, inc)": [("", "prometheus_client/")],
+    "log context bind/unbind": [("bind", "core/logs.py"), ("unbind", "core/logs.py"),
+                                ("log_context", "core/logs.py")],
+    "log lines (format, write)": [("Logger._log", "logging/__init__.py")],
+    "Redis commands (redis-py)": [("execute_command", "redis/client.py"), ("Pipeline.execute", "redis/client.py")],
+    "SQLAlchemy (any)": [("", "sqlalchemy/")],
+    "token signature (itsdangerous)": [("", "itsdangerous/")],
+    "payload_size (the payload encoded again)": [("payload_size", "resources/socket/base.py")],
+    "payload validation": [("validate", "core/validation.py")],
+    "packet decode (Engine.IO, Socket.IO, JSON)": [("Packet.__init__", "engineio/packet.py"),
+                                                  ("Packet.__init__", "socketio/packet.py")],
+    "ack packet encode (JSON)": [("Packet.encode", "socketio/packet.py")],
+    "WebSocket frame read (gevent-websocket)": [("WebSocket.read_message", "geventwebsocket/websocket.py")],
+    "... of which UTF-8 check": [("Utf8Validator.validate", "utf8validator.py"),
+                                 ("Utf8Check.validate", "gunicorn_worker.py")],
+    "... of which unmasking": [("Header.mask_payload", "geventwebsocket/websocket.py"),
+                               ("unmask_payload", "gunicorn_worker.py")],
+    "WebSocket frame write (gevent-websocket)": [("WebSocket.send", "geventwebsocket/websocket.py")],
+    "Engine.IO writer greenlet": [("writer", "engineio/socket.py")],
+    "HTTP request parsing (pywsgi)": [("WSGIHandler.read_request", "gevent/pywsgi.py")],
+    "WebSocket handshake (gevent-websocket)": [("WebSocketHandler.upgrade_connection", "geventwebsocket/handler.py")],
+    "gevent hub (event loop, switches)": [("Hub.run", "gevent/hub.py")],
+}  # fmt: skip
+
+
+def frame_parts(frame):
+    """Split a py-spy raw frame 'function (path:line)' into (function, path)."""
+    function, _, inside = frame.rpartition(" (")
+    return function, inside.rstrip(")").rsplit(":", 1)[0]
+
+
+def piece_matches(parts, needles):
+    """Tell whether any frame (function, path) of a stack matches one of a piece's (function, path) needles."""
+    return any(function.endswith(name) and path in file for function, file in parts for name, path in needles)
 
 
 def read_raw(path):
@@ -343,9 +363,9 @@ def breakdown(path):
     total = sum(count for _, count in stacks) or 1  # the event loop's thread only: not the pool's idle threads
     for frames, count in stacks:
         owners[owner_of(frames)] += count
-        joined = ";".join(frames)
+        parts = [frame_parts(frame) for frame in frames]
         for piece, needles in PIECES.items():
-            if any(needle in joined for needle in needles):
+            if piece_matches(parts, needles):
                 pieces[piece] += count
     return ({k: v / total for k, v in owners.items()}, {k: v / total for k, v in pieces.items()}, total)
 
@@ -426,8 +446,18 @@ def print_profile(name, path, cpu_per_1000, system_share):
     for owner, share in sorted(owners.items(), key=lambda item: -item[1]):
         print(f"| {owner} | {share:.1%} | {share * cpu_per_1000 * 1000:.0f} |")
     print("\n| piece (inclusive, anywhere in the stack) | share | CPU-ms per 1000 |\n|---|---|---|")
-    for piece, share in sorted(pieces.items(), key=lambda item: -item[1]):
-        print(f"| {piece} | {share:.1%} | {share * cpu_per_1000 * 1000:.0f} |")
+    for piece in PIECES:
+        if pieces.get(piece):
+            print(f"| {piece} | {pieces[piece]:.1%} | {pieces[piece] * cpu_per_1000 * 1000:.0f} |")
+
+
+def report(summary, profiled):
+    """Print the breakdowns of a profiled run, scaled by the measured runs' medians."""
+    median = lambda key: summary[key]["median"]  # noqa: E731
+    print_profile("acked events", profiled["events_profile"], median("events_cpu_per_1000"),
+                  median("events_system_share"))  # fmt: skip
+    print_profile("connects", profiled["connects_profile"], median("connects_cpu_per_1000"),
+                  median("connects_system_share"))  # fmt: skip
 
 
 FIGURES = ("events_cpu_per_1000", "connects_cpu_per_1000", "disconnects_cpu_per_1000", "events_system_share",
@@ -459,7 +489,12 @@ def main():
                         help="another checkout (git worktree add DIR COMMIT) to run in turn with this one, "
                              "run for run, so both see the same machine")  # fmt: skip
     parser.add_argument("--out", help="write the runs' figures to this JSON file")
+    parser.add_argument("--reanalyze", metavar="JSON", help="print the breakdown of an earlier --profile run's file")
     arguments = parser.parse_args()
+    if arguments.reanalyze:
+        record = json.loads(Path(arguments.reanalyze).read_text())
+        report(record["summary"]["this"], record["profiled"])
+        return
     raise_open_files()
     tmp = tempfile.mkdtemp(prefix="roomcast-profile-")
     redis = EmbeddedRedis().start()
@@ -487,11 +522,7 @@ def main():
                  f"{summary[name][key]['max']:.3f})" for name in trees]  # fmt: skip
         print(f"{key}: " + ", ".join(cells))
     if profiled:
-        median = lambda key: summary["this"][key]["median"]  # noqa: E731
-        print_profile("acked events", profiled["events_profile"], median("events_cpu_per_1000"),
-                      median("events_system_share"))  # fmt: skip
-        print_profile("connects", profiled["connects_profile"], median("connects_cpu_per_1000"),
-                      median("connects_system_share"))  # fmt: skip
+        report(summary["this"], profiled)
     if arguments.out:
         settings = {**vars(arguments), "baseline": str(arguments.baseline)}
         record = {"arguments": settings, "runs": runs, "summary": summary, "profiled": profiled}
