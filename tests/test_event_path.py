@@ -1,16 +1,20 @@
 """The cheaper event and connect paths (docs/benchmarks.md, "Event and connect paths") behave as before."""
 
+import os
+
 import pytest
 from flask import g, request, session, url_for
 from flask.ctx import RequestContext
 from geventwebsocket.utf8validator import Utf8Validator
+from geventwebsocket.websocket import Header
 
 from extensions import socketio
 from resources.socket.base import BaseSocket, payload
 from resources.socket.contexts import EventContext
-from resources.socket.gunicorn_worker import Utf8Check
+from resources.socket.gunicorn_worker import Utf8Check, unmask_payload
 
 pytestmark = pytest.mark.unit
+ORIGINAL_UNMASK = Header.unmask_payload  # before any worker replaced it
 
 UTF8_CASES = [
     [b'42/chat,1["send",{"text":"hello"}]'],
@@ -78,3 +82,11 @@ def test_every_event_gets_its_own_request_with_the_connections_route_and_session
         assert seen["g"] == 1
         assert seen["url"].startswith("http://")
     probe.disconnect("/probe")
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 70, 4000])
+def test_unmasking_in_c_gives_gevent_websockets_bytes(size):
+    header = Header(length=size)
+    header.mask = os.urandom(4)
+    payload = os.urandom(size)
+    assert unmask_payload(header, payload) == bytes(ORIGINAL_UNMASK(header, payload))

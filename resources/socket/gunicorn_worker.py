@@ -1,4 +1,7 @@
-"""Socket.IO in a gunicorn GeventWebSocketWorker: subscribe before serving, idle and closing connections, GC tuning."""
+"""Socket.IO in a gunicorn GeventWebSocketWorker: subscribe before serving, idle and closing connections, GC tuning.
+
+Also gevent-websocket's two pure-Python loops over every byte a client sends (UTF-8 check, unmasking), done in C.
+"""
 
 import codecs
 import gc
@@ -7,6 +10,7 @@ import signal
 from datetime import timedelta
 
 import gevent
+from geventwebsocket.websocket import Header
 from gunicorn.workers.ggevent import GeventResponse
 
 from extensions import socketio
@@ -20,6 +24,7 @@ def serve_in_worker(worker, keepalive, subscribe_timeout):
     """Prepare a gunicorn worker whose app is loaded (post_worker_init) to serve Socket.IO clients."""
     if worker.wsgi_handler is not None:  # pywsgi-based workers (ours); `-k gevent` has its own keepalive
         worker.wsgi_handler = request_handler(worker.wsgi_handler, keepalive)
+        unmask_frames_in_c()
 
     # Subscribe to the Socket.IO channel before serving: python-socketio would do it
     # at the first connect, and lose what is published until the subscription is in.
@@ -169,6 +174,21 @@ class Utf8Check:
             return False, False, error.start, error.start
         pending, _ = self.decoder.getstate()  # the start of a character the next frame ends
         return True, not pending, len(data), len(data)
+
+
+def unmask_frames_in_c():
+    """Have gevent-websocket unmask what clients send with one integer XOR, not a Python loop over its bytes."""
+    # Every frame a client sends is masked (RFC 6455); gevent-websocket undoes it a byte at a
+    # time: 3.5 us for a 70-byte event, 190 us for a 4 KB message. Header has no per-connection
+    # hook (read_frame makes one per frame from the class), so the class's method is replaced.
+    Header.mask_payload = Header.unmask_payload = unmask_payload
+
+
+def unmask_payload(header, payload):
+    """XOR payload with the header's 4-byte mask, as gevent-websocket's Header.mask_payload does."""
+    size = len(payload)
+    key = (bytes(header.mask) * (size // 4 + 1))[:size]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(size, "little")
 
 
 def text(value):
