@@ -90,8 +90,8 @@ def log(message):
 class MeasuredProcess(Process):
     """A server under test: may hold many connections; its process tree's memory and CPU can be read."""
 
-    def __init__(self, name, command, env, log_dir):
-        super().__init__(name, command, env, log_dir, preexec_fn=raise_open_files)
+    def __init__(self, name, command, env, log_dir, **popen_options):
+        super().__init__(name, command, env, log_dir, preexec_fn=raise_open_files, **popen_options)
 
     def pids(self):
         """Return this process and all its descendants."""

@@ -19,8 +19,8 @@ class Process:
         self.log_path = log_dir / f"{name}.log"
         self.log = open(self.log_path, "ab")  # closed in stop()
         self.popen = subprocess.Popen(
-            command, env=env, cwd=PROJECT_ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-            **popen_options,
+            command, env=env, cwd=popen_options.pop("cwd", PROJECT_ROOT), stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True, **popen_options,
         )  # fmt: skip
 
     def output(self):

@@ -12,6 +12,7 @@ from gevent import get_hub, monkey
 from gevent.lock import BoundedSemaphore
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from redis.exceptions import RedisError
+from sqlalchemy import bindparam, false, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -22,6 +23,7 @@ from services import throttle
 from services.channels import login_room, user_room
 
 TOKEN_SALT = "roomcast-api-token"
+TOKEN_CLAIMS = (("uid", int), ("v", int), ("lid", str))  # user id, the user's session version, login id
 HASHING_NICENESS = 10  # a password hash yields the CPU to the event loop when both want it
 log = logging.getLogger(__name__)
 
@@ -111,21 +113,35 @@ def issue_token(user):
     return _serializer().dumps(claims), current_app.config["TOKEN_MAX_AGE"]
 
 
-def login_from_token(token):
-    """Return (user id, login id) of a valid, unexpired, unrevoked token of an active user, or None."""
+# A token's check reads one column of one row: a prebuilt statement on a pooled connection, with no
+# User and no ORM session (building them was most of a socket connect's database time:
+# docs/benchmarks.md, "Event and connect paths").
+USERS = User.__table__
+ACTIVE_LOGIN = select(USERS.c.id).where(
+    USERS.c.id == bindparam("uid"), USERS.c.session_version == bindparam("v"), USERS.c.disabled == false()
+)
+
+
+def token_login(token):
+    """Return (user id, login id) of a valid, unexpired token of an active user, or None; revocation unchecked."""
     if not isinstance(token, str) or len(token) > 512:
         return None
     try:
         claims = _serializer().loads(token, max_age=current_app.config["TOKEN_MAX_AGE"])
     except BadSignature:  # SignatureExpired is a BadSignature too
         return None
-    if not isinstance(claims, dict) or not isinstance(claims.get("uid"), int) or not isinstance(claims.get("lid"), str):
+    if not isinstance(claims, dict) or not all(isinstance(claims.get(key), kind) for key, kind in TOKEN_CLAIMS):
         return None
-    # Not a whole User: a socket connect needs none (a third of its cost was building one).
-    query = db.select(User.id).filter_by(id=claims["uid"], session_version=claims.get("v"), disabled=False)
-    if db.session.scalar(query) is None or is_revoked(claims["lid"]):
-        return None
+    with db.engine.connect() as connection:
+        if connection.execute(ACTIVE_LOGIN, {"uid": claims["uid"], "v": claims["v"]}).first() is None:
+            return None
     return claims["uid"], claims["lid"]
+
+
+def login_from_token(token):
+    """Return (user id, login id) of a valid, unexpired, unrevoked token of an active user, or None."""
+    login = token_login(token)
+    return None if login is None or is_revoked(login[1]) else login
 
 
 def user_from_token(token):
@@ -194,6 +210,32 @@ def revoke(login_id, seconds):
     """Remember for `seconds` (the login's longest life) that a login has ended; disconnect its sockets."""
     redis_store.client.set(redis_store.key("revoked", login_id), 1, ex=seconds)
     disconnect_sockets(login_room(login_id))
+
+
+def admit_socket(user_id, login_id, sid, limit):
+    """Refuse a revoked login (False) and count the socket toward the user's limit, in one Redis round trip.
+
+    login_id: the login to check (None: already checked, a session's); limit: CONNECTIONS_PER_USER
+    (0: none). Over the limit raises rate_limited. When Redis is away, the socket is let in, as
+    is_revoked and throttle.admit_connection do.
+    """
+    with redis_store.client.pipeline(transaction=False) as pipe:
+        if login_id:
+            pipe.exists(redis_store.key("revoked", login_id))
+        if limit:
+            throttle.queue_admission(pipe, user_id, sid, limit, throttle.PROCESS_ID)
+        try:
+            replies = pipe.execute() if len(pipe) else []
+        except RedisError as error:
+            log.warning("cannot check revoked logins nor count connections while Redis is unavailable (%s)", error)
+            return True
+    if login_id and replies.pop(0):
+        if limit:  # counted on the way: uncount it
+            throttle.release_connection(user_id, sid)
+        return False
+    if limit:
+        throttle.check_admitted(replies[0], limit)
+    return True
 
 
 def is_revoked(login_id):

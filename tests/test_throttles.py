@@ -3,7 +3,12 @@
 import pytest
 
 from app import create_app
+from core.errors import ProtocolError
 from devtools.embedded_redis import free_port
+from extensions import db, redis_store
+from models import User
+from services import throttle
+from services.accounts import issue_token, revoke, token_login
 from tests.helpers import call, config_for
 
 pytestmark = pytest.mark.unit
@@ -117,3 +122,32 @@ def test_throttles_are_off_while_redis_is_away(database_url, instance_path):
     client = create_app(config).test_client()
     for _ in range(5):  # past the per-username limit: not counted, so never refused
         assert login(client, "nobody").status_code == 401
+
+
+def test_connects_of_a_revoked_token_are_refused_and_not_counted(app, connect, alice):
+    with app.app_context():
+        revoke(token_login(alice["token"])[1], 60)
+        fresh, _ = issue_token(db.session.get(User, alice["id"]))
+    assert not any(connect(alice).is_connected("/chat") for _ in range(3))
+    assert all(connect({**alice, "token": fresh}).is_connected("/chat") for _ in range(2))  # the limit is 2
+
+
+def test_shared_hits_keep_the_limit_across_processes_with_a_round_trip_per_share(app, monkeypatch):
+    calls = []
+    monkeypatch.setattr(throttle, "_shares", {})
+    evaluate = redis_store.client.eval
+    monkeypatch.setattr(redis_store.client, "eval", lambda *args: calls.append(args) or evaluate(*args))
+    for _ in range(40):  # limit 64: shares of 2 hits
+        throttle.hit_shared("probe", "alice", 64, 10)
+    assert len(calls) == 20
+    throttle._shares.clear()  # another process: the share left unspent here still counts
+    throttle.hit_shared("probe", "alice", 64, 10)
+    for _ in range(23):
+        throttle.hit_shared("probe", "alice", 64, 10)
+    with pytest.raises(ProtocolError) as refused:
+        throttle.hit_shared("probe", "alice", 64, 10)
+    assert refused.value.code == "rate_limited" and 1 <= refused.value.retry_after <= 10
+    calls.clear()
+    with pytest.raises(ProtocolError):  # a full window is refused without asking Redis again
+        throttle.hit_shared("probe", "alice", 64, 10)
+    assert calls == []

@@ -13,11 +13,12 @@ from flask_socketio import ConnectionRefusedError, Namespace, join_room
 from redis.exceptions import RedisError
 
 from core.errors import ProtocolError
-from core.logs import log_context
+from core.logs import bind, unbind
 from core.metrics import CONNECTED_CLIENTS, SOCKET_EVENTS
 from core.validation import validate
 from extensions import db
 from models import User
+from resources.socket.contexts import handle_event
 from services import accounts, chat, throttle
 from services.channels import login_room, user_room
 
@@ -65,6 +66,9 @@ class BaseSocket(Namespace):
         super().__init__(namespace)
         self.user_ids = {}  # sid -> user id, for this process's connections
         self.buckets = {}  # sid -> TokenBucket
+        # The labelled children of this namespace's metrics, looked up once (labels() costs as much as inc()).
+        self.event_counters = {}  # (event, outcome) -> SOCKET_EVENTS child; both bounded (handlers, error codes)
+        self.connected_gauge = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -94,9 +98,11 @@ class BaseSocket(Namespace):
 
     def on_connect(self, auth):
         """Accept a session cookie or auth={"token"}; refuse anything else as unauthorized."""
+        unchecked = None  # a login whose revocation is still to be checked
         if isinstance(auth, dict) and "token" in auth:
-            login = accounts.login_from_token(auth["token"])
-        elif auth is None and current_user.is_authenticated:
+            login = accounts.token_login(auth["token"])
+            unchecked = login and login[1]
+        elif auth is None and current_user.is_authenticated:  # the user loader checked revocation
             login = current_user.id, session.get("lid")
         else:
             login = None
@@ -104,14 +110,16 @@ class BaseSocket(Namespace):
             raise ConnectionRefusedError("unauthorized")
         user_id, login_id = login
         config = current_app.config
-        throttle.admit_connection(user_id, request.sid, config["CONNECTIONS_PER_USER"], throttle.PROCESS_ID)
+        # The revocation check and the connection count in one Redis round trip.
+        if not accounts.admit_socket(user_id, unchecked, request.sid, config["CONNECTIONS_PER_USER"]):
+            raise ConnectionRefusedError("unauthorized")
         # So that logging out (here, everywhere) or losing the account disconnects it.
         join_room(user_room(user_id))
         if login_id:
             join_room(login_room(login_id))
         self.user_ids[request.sid] = user_id
         self.buckets[request.sid] = TokenBucket(config["SOCKET_RATE_PER_SECOND"], config["SOCKET_RATE_BURST"])
-        CONNECTED_CLIENTS.labels(self.namespace).inc()
+        self.connected_clients().inc()
         log.info("connected", extra={"user": user_id})
 
     def on_disconnect(self, reason=None):
@@ -121,26 +129,43 @@ class BaseSocket(Namespace):
             log.info("disconnected", extra={"user": user_id, "reason": reason})
             throttle.release_connection(user_id, request.sid)
             self.buckets.pop(request.sid, None)
-            CONNECTED_CLIENTS.labels(self.namespace).dec()
+            self.connected_clients().dec()
 
     def trigger_event(self, event, *args):
         """Route an event to its on_<event> method through the guards every event gets."""
         if event in LIFECYCLE_EVENTS and self._sent_by_client(event, args):
-            SOCKET_EVENTS.labels(self.namespace, event, "invalid").inc()
+            self.count_event(event, "invalid")
             return error_ack("invalid", f"{event} is a reserved event name")
         if event in LIFECYCLE_EVENTS:
             handler = partial(self._run_lifecycle, getattr(self, f"on_{event}"))
         else:
             handler = getattr(self, f"on_{event}", None) if isinstance(event, str) else None
             if handler is None:
-                SOCKET_EVENTS.labels(self.namespace, "unknown", "invalid").inc()
+                self.count_event("unknown", "invalid")
                 return error_ack("invalid", "unknown event")
             handler = partial(self._run_event, event, handler)
-        # The same call flask_socketio.Namespace makes: it pushes the app and
-        # request contexts and the connection's session around the handler.
+        # What flask_socketio.Namespace does (the app and request contexts and the connection's
+        # session around the handler), with a request context built once per connection.
         sid = args[0] if args else None
-        with log_context(sid=sid, user=self.user_ids.get(sid), namespace=self.namespace):
-            return self.socketio._handle_event(handler, event, self.namespace, *args)
+        # log_context's bind and unbind, without its generator: a third of its cost, at every event.
+        token = bind(sid=sid, user=self.user_ids.get(sid), namespace=self.namespace)
+        try:
+            return handle_event(self.socketio, handler, event, self.namespace, *args)
+        finally:
+            unbind(token)
+
+    def count_event(self, event, outcome):
+        """Count one event in roomcast_socket_events_total."""
+        counter = self.event_counters.get((event, outcome))
+        if counter is None:
+            counter = self.event_counters[event, outcome] = SOCKET_EVENTS.labels(self.namespace, event, outcome)
+        counter.inc()
+
+    def connected_clients(self):
+        """Return this namespace's child of roomcast_connected_clients."""
+        if self.connected_gauge is None:  # made in the worker, at first use: a metric's child is per process
+            self.connected_gauge = CONNECTED_CLIENTS.labels(self.namespace)
+        return self.connected_gauge
 
     def _sent_by_client(self, event, args):
         """Tell a client's event named connect/disconnect from the server's own lifecycle call."""
@@ -184,7 +209,7 @@ class BaseSocket(Namespace):
             ack, outcome = error_ack("internal", "the server failed to handle this event"), "internal"
         finally:
             db.session.remove()
-        SOCKET_EVENTS.labels(self.namespace, event, outcome).inc()
+        self.count_event(event, outcome)
         return ack
 
     def _call(self, handler, args):
@@ -194,7 +219,7 @@ class BaseSocket(Namespace):
         if not bucket.take():
             raise ProtocolError("rate_limited", "too many events; slow down", retry_after=1)
         limit = current_app.config["USER_EVENTS_PER_10S"]
-        throttle.hit("events", self.user_ids[request.sid], limit, 10, "events from your connections")
+        throttle.hit_shared("events", self.user_ids[request.sid], limit, 10, "events from your connections")
         if len(args) != 1:
             raise ProtocolError("invalid", "send exactly one payload object")
         if payload_size(args[0]) > current_app.config["SOCKET_MAX_EVENT_BYTES"]:
