@@ -11,6 +11,7 @@ from flask_migrate import upgrade
 from app import create_app
 from devtools.embedded_redis import EmbeddedRedis
 from extensions import db, socketio
+from services import throttle
 from services.accounts import create_user, issue_token
 from tests.browsers import CHROMIUM_FLAGS, SCREENSHOTS, chromium_path
 from tests.clients import SocketClient
@@ -80,6 +81,7 @@ def app_fixture(database_url, redis_url, instance_path):
         redis = app.extensions["redis_store"]
         for key in redis.client.scan_iter(f"{redis.prefix}*"):
             redis.client.delete(key)
+        throttle.forget_shares()  # this process's shares of the limits whose counts were just deleted
         db.engine.dispose()
     assert not flask.has_app_context(), "a test left an app context pushed"
 
