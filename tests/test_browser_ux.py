@@ -343,6 +343,27 @@ def test_rooms_appear_live_and_are_joined_and_left_through_the_room_browser(peop
     assert people.problems() == []
 
 
+def test_a_message_sent_before_the_first_room_is_shown_goes_once_it_is(people, stack):
+    context = people.context()
+    name, _ = people.new_user("early")
+    page = context.new_page()
+    held = []
+    page.route("**/api/rooms", lambda route: held.append(route))  # the room list waits: no room is shown yet
+    page.goto("/login")
+    page.fill("input[name=username]", name)
+    page.fill("input[name=password]", "correct horse")
+    page.click("button[type=submit]")
+    expect(page.locator("#connection")).to_have_text("connected")
+    page.wait_for_function("() => document.querySelector('#room-title').textContent === ''", timeout=WAIT_MS)
+    page.fill("#text", "typed before general was on screen")
+    page.press("#text", "Enter")
+    expect(page.locator("#text")).to_have_value("typed before general was on screen")  # kept, not lost
+    held[0].continue_()
+    expect(page.locator("#room-title")).to_have_text("general")
+    expect(item(page, "typed before general was on screen")).to_have_count(1)
+    expect(page.locator("#text")).to_have_value("")
+
+
 # Messages: edits and deletions, grouping, days, links, the "new messages" line, jump to latest.
 
 

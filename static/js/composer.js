@@ -16,6 +16,7 @@ const TYPING_QUIET_MS = 3000;
 const LOOK_BACK = 200; // ArrowUp finds one's last message among this many
 
 let pendingSend = null; // {room, text, client_id}: retried with the same client_id, never stored twice
+let sendWhenShown = false; // Enter pressed before any room was shown
 let editing = null; // the message being edited
 let draft = ""; // what was typed before an edit began: given back after it
 let typingSince = 0;
@@ -107,7 +108,11 @@ form.addEventListener("submit", async (event) => {
   askPermissionOnce(); // a user gesture: the one moment a browser lets a page ask
   if (editing) return submitEdit();
   const text = input.value.trim();
-  if (!text || !view.current) return;
+  if (!text) return;
+  if (!view.current) {
+    sendWhenShown = true; // typed before the first room is on screen: sent as soon as it is
+    return;
+  }
   // A retry of the same text keeps its client_id, so the server stores it once.
   if (!pendingSend || pendingSend.text !== text || pendingSend.room !== view.current) {
     pendingSend = { room: view.current, text, client_id: crypto.randomUUID() };
@@ -132,7 +137,13 @@ $("#cancel-edit").addEventListener("click", () => {
 });
 
 on("edit-requested", ({ message }) => startEdit(message));
-on("room-shown", () => stopEdit());
+on("room-shown", () => {
+  stopEdit();
+  if (sendWhenShown) {
+    sendWhenShown = false;
+    form.requestSubmit();
+  }
+});
 // The message being edited was deleted (here or elsewhere): nothing is left to edit.
 on("message-changed", ({ message }) => {
   if (editing?.id === message.id && message.deleted) stopEdit();
