@@ -401,27 +401,28 @@ def one_run(arguments, redis_url, tmp, label, profile, root=ROOT):
         close_all(warm)
         clients = connect_many(url, token, arguments.clients, arguments.clients)
         meter = Meter(worker)
-        settle(worker, meter.idle_ns_per_s)
-        sampler = Sampler(worker, f"{tmp}/{label}-events.txt") if profile else None
-        with meter:
-            events_phase(clients, arguments.events, arguments.rate)
-        if sampler:
-            sampler.stop()
-            result["events_profile"] = sampler.out
-        result["events_cpu_per_1000"] = 1000 * meter.cpu_s / arguments.events
-        result["events_per_second"] = arguments.events / meter.wall
-        result["events_system_share"] = meter.system_share
+
+        def phase(name, count, work):
+            """Measure work() (count of them) on a settled worker, under py-spy when profiling; return its result."""
+            settle(worker, meter.idle_ns_per_s)
+            sampler = Sampler(worker, f"{tmp}/{label}-{name}.txt") if profile else None
+            with meter:
+                done = work()
+            if sampler:
+                sampler.stop()
+                result[f"{name}_profile"] = sampler.out
+            result[f"{name}_cpu_per_1000"] = 1000 * meter.cpu_s / count
+            result[f"{name}_per_second"] = count / meter.wall
+            result[f"{name}_system_share"] = meter.system_share
+            return done
+
+        phase("events", arguments.events, lambda: events_phase(clients, arguments.events, arguments.rate))
         close_all(clients)
-        settle(worker, meter.idle_ns_per_s)
-        sampler = Sampler(worker, f"{tmp}/{label}-connects.txt") if profile else None
-        with meter:
-            clients = connect_many(url, token, arguments.connects, arguments.parallel, arguments.connect_rate)
-        if sampler:
-            sampler.stop()
-            result["connects_profile"] = sampler.out
-        result["connects_cpu_per_1000"] = 1000 * meter.cpu_s / arguments.connects
-        result["connects_per_second"] = arguments.connects / meter.wall
-        result["connects_system_share"] = meter.system_share
+
+        def connect():
+            return connect_many(url, token, arguments.connects, arguments.parallel, arguments.connect_rate)
+
+        clients = phase("connects", arguments.connects, connect)
         settle(worker, meter.idle_ns_per_s)
         with meter:
             close_all(clients)

@@ -35,19 +35,25 @@ return 0
 _redis_down = False  # per process: log an outage once
 
 
-def hit(kind, subject, limit, seconds, what="attempts"):
-    """Count one hit of `kind` by `subject`; raise rate_limited past `limit` per `seconds` (0 means no limit)."""
-    if not limit:
-        return
+def _count(script, key, *args):
+    """Run a counting script on key; None while Redis is unavailable (the limits are then off, logged once)."""
     global _redis_down
     try:
-        left_ms = redis_store.client.eval(HIT, 1, redis_store.key("throttle", kind, subject), limit, seconds * 1000)
+        answer = redis_store.client.eval(script, 1, key, *args)
     except RedisError as error:
         if not _redis_down:
             log.error("throttles are off while Redis is unavailable (%s)", error)
         _redis_down = True
-        return
+        return None
     _redis_down = False
+    return answer
+
+
+def hit(kind, subject, limit, seconds, what="attempts"):
+    """Count one hit of `kind` by `subject`; raise rate_limited past `limit` per `seconds` (0 means no limit)."""
+    if not limit:
+        return
+    left_ms = _count(HIT, redis_store.key("throttle", kind, subject), limit, seconds * 1000)
     if left_ms:
         raise over_limit(what, left_ms)
 
@@ -77,7 +83,6 @@ def hit_shared(kind, subject, limit, seconds, what="attempts"):
     """
     if not limit:
         return
-    global _redis_down
     key = redis_store.key("throttle", kind, subject)
     now = time.monotonic()
     share = _shares.get(key)
@@ -88,14 +93,10 @@ def hit_shared(kind, subject, limit, seconds, what="attempts"):
         if share[2]:
             raise over_limit(what, (share[1] - now) * 1000)
     size = max(1, limit // SHARES_PER_LIMIT)
-    try:
-        count, left_ms = redis_store.client.eval(SHARE, 1, key, limit, seconds * 1000, size)
-    except RedisError as error:
-        if not _redis_down:
-            log.error("throttles are off while Redis is unavailable (%s)", error)
-        _redis_down = True
+    counted = _count(SHARE, key, limit, seconds * 1000, size)
+    if counted is None:
         return
-    _redis_down = False
+    count, left_ms = counted
     if len(_shares) >= MAX_SHARES:
         for stale in [stale for stale, (_, ends, _) in _shares.items() if ends <= now]:
             del _shares[stale]

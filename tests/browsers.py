@@ -36,6 +36,17 @@ def expect_api():
     return expect
 
 
+def log_in_through_the_form(page, username, password="correct horse"):
+    """Log in on /login and wait until the chat page is connected and shows general."""
+    expect = expect_api()
+    page.goto("/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    expect(page.locator("#connection")).to_have_text("connected")
+    expect(page.locator("#room-title")).to_have_text("general")
+
+
 def open_room(page, room):
     """Show a room of the page's "my rooms", joining it through the room browser first if it is not one."""
     expect = expect_api()
@@ -169,15 +180,9 @@ class People:
 
     def log_in(self, context, username):
         """Open a page of the context, log in through the form, and wait for the chat to connect."""
-        expect = expect_api()
         page = context.new_page()
         self.watches.append(PageProblems(page))
-        page.goto("/login")
-        page.fill("input[name=username]", username)
-        page.fill("input[name=password]", "correct horse")
-        page.click("button[type=submit]")
-        expect(page.locator("#connection")).to_have_text("connected")
-        expect(page.locator("#room-title")).to_have_text("general")
+        log_in_through_the_form(page, username)
         page.username = username
         return page
 

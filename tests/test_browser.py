@@ -17,7 +17,7 @@ from app import create_app
 from extensions import db
 from models import Room, User
 from services.chat import post_message
-from tests.browsers import SCREENSHOTS, WAIT_MS, every_message_shown, open_room
+from tests.browsers import SCREENSHOTS, WAIT_MS, every_message_shown, log_in_through_the_form, open_room
 from tests.clients import SocketClient, register
 from tests.helpers import bearer, config_for
 
@@ -146,12 +146,7 @@ def person(browser, stack):
         page = context.new_page()
         page.wire = tap if wire else None
         watch = ConsoleWatch(page)
-        page.goto("/login")
-        page.fill("input[name=username]", username)
-        page.fill("input[name=password]", "correct horse")
-        page.click("button[type=submit]")
-        expect(page.locator("#connection")).to_have_text("connected")
-        expect(page.locator("#room-title")).to_have_text("general")
+        log_in_through_the_form(page, username)
         watch.check(page, "the chat page")
         page.username = username
         if wire:

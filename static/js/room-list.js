@@ -4,7 +4,7 @@ import { roomLabel } from "./icons.js";
 import { showRoom } from "./navigation.js";
 import { $ } from "./socket.js";
 import { myRooms, view } from "./store.js";
-import { unreadCount } from "./unread.js";
+import { unreadBadge, unreadCount } from "./unread.js";
 
 const list = $("#rooms");
 const items = new Map(); // room name -> its list item
@@ -24,15 +24,7 @@ function fillButton(button, state) {
   if (button.dataset.key !== key) {
     button.dataset.key = key;
     button.replaceChildren(roomLabel(state.info));
-    if (unread) {
-      const badge = document.createElement("span");
-      badge.className = "unread";
-      badge.textContent = unread;
-      const words = document.createElement("span");
-      words.className = "visually-hidden";
-      words.textContent = " unread";
-      button.append(" ", badge, words);
-    }
+    if (unread) button.append(...unreadBadge(unread));
   }
   button.setAttribute("aria-current", state.info.name === view.current ? "true" : "false");
 }

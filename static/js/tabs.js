@@ -2,7 +2,7 @@
 // counts what is unread, since the room list is out of sight.
 import { on } from "./events.js";
 import { $ } from "./socket.js";
-import { totalUnread } from "./unread.js";
+import { totalUnread, unreadBadge } from "./unread.js";
 
 const tabs = [...document.querySelectorAll(".tabbar button[data-view]")];
 
@@ -15,15 +15,7 @@ function countUnread() {
   const total = totalUnread();
   const tab = $("#toggle-rooms");
   tab.replaceChildren("Rooms");
-  if (total) {
-    const badge = document.createElement("span");
-    badge.className = "unread";
-    badge.textContent = total;
-    const words = document.createElement("span");
-    words.className = "visually-hidden";
-    words.textContent = " unread";
-    tab.append(" ", badge, words);
-  }
+  if (total) tab.append(...unreadBadge(total));
 }
 
 for (const tab of tabs) tab.addEventListener("click", () => showView(tab.dataset.view));

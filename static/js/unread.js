@@ -25,6 +25,17 @@ export function unreadCount(state) {
 
 export const totalUnread = () => myRooms().reduce((total, state) => total + unreadCount(state), 0);
 
+// A count as a badge, read out as "N unread": nodes to append after a label.
+export function unreadBadge(count) {
+  const badge = document.createElement("span");
+  badge.className = "unread";
+  badge.textContent = count;
+  const words = document.createElement("span");
+  words.className = "visually-hidden";
+  words.textContent = " unread";
+  return [" ", badge, words];
+}
+
 function changed() {
   const total = totalUnread();
   document.title = total ? `(${total}) ${TITLE}` : TITLE;
