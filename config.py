@@ -116,6 +116,7 @@ THROTTLES = (
     "USER_MESSAGES_PER_10S",
     "CONNECTIONS_PER_USER",
     "JOBS_PER_USER",
+    "ROOMS_PER_USER_PER_HOUR",
 )
 
 
@@ -163,6 +164,8 @@ class Config:
         self.USER_MESSAGES_PER_10S = env_int("USER_MESSAGES_PER_10S", 50)
         self.CONNECTIONS_PER_USER = env_int("CONNECTIONS_PER_USER", 40)
         self.JOBS_PER_USER = env_int("JOBS_PER_USER", 5)
+        # Each new room is announced to every /chat connection that may see it.
+        self.ROOMS_PER_USER_PER_HOUR = env_int("ROOMS_PER_USER_PER_HOUR", 30)
         # Proxies in front that set X-Forwarded-For (nginx in deploy/: 1); their address is not the client's.
         self.PROXY_FIX_X_FOR = env_int("PROXY_FIX_X_FOR", 0)
         # The Socket.IO Admin UI at /admin/ (resources/socket/admin_ui.py): off unless set (make run sets it);

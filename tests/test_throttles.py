@@ -9,7 +9,7 @@ from extensions import db, redis_store
 from models import User
 from services import throttle
 from services.accounts import issue_token, revoke, token_login
-from tests.helpers import call, config_for
+from tests.helpers import bearer, call, config_for
 
 pytestmark = pytest.mark.unit
 
@@ -21,6 +21,7 @@ LIMITS = {
     "USER_MESSAGES_PER_10S": 4,
     "CONNECTIONS_PER_USER": 2,
     "JOBS_PER_USER": 2,
+    "ROOMS_PER_USER_PER_HOUR": 2,
 }
 
 
@@ -78,6 +79,15 @@ def test_registrations_are_limited_per_address(client):
     assert [register(name).status_code for name in ("reg1", "reg2")] == [201, 201]
     assert_limited(register("reg3"))
     assert register("reg3", address="10.0.1.2").status_code == 201
+
+
+def test_rooms_created_are_limited_per_user(client, alice, bob):
+    def create(name, user=alice):
+        return client.post("/api/rooms", json={"name": name}, headers=bearer(user["token"]))
+
+    assert [create(name).status_code for name in ("made1", "made2")] == [201, 201]
+    assert_limited(create("made3"))
+    assert create("made3", user=bob).status_code == 201  # per user
 
 
 def test_messages_are_limited_per_user_across_their_connections(connect, alice, bob):

@@ -1,11 +1,11 @@
 """GET/POST /api/rooms and GET /api/rooms/<name>/messages."""
 
-from flask import request
+from flask import current_app, request
 
 from core.errors import ProtocolError
 from core.validation import ROOM_NAME, USERNAME, Field, optional
 from resources.api import api, api_user, json_body
-from services import chat
+from services import chat, throttle
 
 NEW_ROOM = {
     "name": ROOM_NAME,
@@ -26,6 +26,7 @@ def create_room():
     """Create a room; the caller is always a member."""
     user = api_user()
     data = json_body(NEW_ROOM)
+    throttle.hit("rooms", user.id, current_app.config["ROOMS_PER_USER_PER_HOUR"], 3600, "rooms created")
     room = chat.create_room(data["name"], bool(data["private"]), data["members"] or [], user)
     chat.announce_room(room)
     return room.to_json(), 201
