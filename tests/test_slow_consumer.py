@@ -236,6 +236,9 @@ def test_websocket_clients_that_stop_reading_are_dropped_and_memory_stays_bounde
         trickle.join(timeout=30)
         assert len(live) == 20, "the messages sent during the catch-up were not all acknowledged"
         assert [m["seq"] for m in ack["messages"] if m["seq"] in set(seqs)] == seqs
+        # The ack went out in parts as the client read; what was sent meanwhile waited behind it, in order.
+        live_seqs = [m["seq"] for m in messages]
+        assert live_seqs == sorted(set(live_seqs)), f"live messages out of order or twice: {live_seqs}"
         assert dropped_total(slow_stack, "websocket") == dropped_before + 3
         print(
             f"\nwebsocket: 3 stalled clients dropped {seconds_to_drop:.1f} s into a flood of "

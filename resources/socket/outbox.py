@@ -1,4 +1,4 @@
-"""Each client's Engine.IO socket: its outgoing queue bounded, a malformed frame closing it, pings from a timer."""
+"""Each client's Engine.IO socket: written without a greenlet while idle, its queue bounded, pings from a timer."""
 
 import collections
 import logging
@@ -8,6 +8,7 @@ import time
 import gevent
 from engineio import exceptions, packet
 from engineio import socket as engineio_socket
+from geventwebsocket.websocket import Header, WebSocket
 
 from core.metrics import SLOW_CLIENTS_DROPPED
 
@@ -21,12 +22,16 @@ PACKET_TYPES = frozenset("0123456")  # Engine.IO's, as a text frame's first char
 # queue grows with every message of the client's rooms. A long-polling client that
 # stops polling lets the queue grow the same way. python-engineio has no limit of
 # its own (max_http_buffer_size bounds what clients send, not what they are sent).
+#
+# Why write from send(): engineio keeps a writer greenlet per WebSocket for the
+# connection's life, about 8 KB of memory each (docs/benchmarks.md, "Memory per idle
+# connection"), and every packet costs a switch to it. Here the sending greenlet hands
+# the frame to the kernel without blocking; only what the kernel cannot take at once
+# goes to a writer greenlet, which lives until the queue is empty again.
 
 
 def bound_outboxes(server, max_pending_bytes):
-    """Disconnect any client of this Socket.IO server that has over max_pending_bytes waiting (0: no bound)."""
-    if max_pending_bytes <= 0:
-        return
+    """Make each client's Engine.IO socket a BoundedSocket, disconnected past max_pending_bytes waiting (0: never)."""
     eio = server.eio
     handle_connect = eio.handlers["connect"]
 
@@ -53,7 +58,7 @@ def encoded_size(pkt):
 
 
 class BoundedSocket(engineio_socket.Socket):
-    """Engine.IO's Socket, counting the bytes it holds for its client and dropping the client past the bound."""
+    """Engine.IO's Socket, writing straight to an idle WebSocket and dropping a client that lets too much wait."""
 
     @classmethod
     def bound(cls, client, max_pending_bytes, address):
@@ -65,23 +70,75 @@ class BoundedSocket(engineio_socket.Socket):
         client.pending_sizes = collections.deque()  # the size of each of those packets, oldest first
         client.dropped = False
         client.connection = None  # the TCP socket under a WebSocket
+        client.websocket = None  # while open, and ours to write to: send() writes to it when nothing waits
+        client.writer = None  # the greenlet writing what could not be written at once
 
     def send(self, pkt):
-        """Queue a packet for the client, or drop the client if too much is already waiting."""
+        """Write a packet to the client, or queue it, or drop the client if too much is already waiting."""
         if self.dropped:
             return  # it is being disconnected: nothing more is kept for it
+        if self.websocket is not None and self.writer is None and not self.queue.qsize():
+            if self.check_ping_timeout():
+                self.write_now(pkt)
+            return
         # The oldest packet, being written or next to be, does not count: a reader gets one
         # packet larger than the bound (a join's catch-up) as fast as it reads, and what
         # arrives meanwhile stays small. Only a client that stops reading lets data pile up
         # behind it. (Being written or not: on a busy machine the writer may not have taken
         # the catch-up yet when the next message comes.)
-        if self.waiting_bytes() > self.max_pending_bytes and not (self.closing or self.closed):
+        if 0 < self.max_pending_bytes < self.waiting_bytes() and not (self.closing or self.closed):
             self.drop()
             return
-        size = encoded_size(pkt)
+        self.count_pending(encoded_size(pkt))
+        super().send(pkt)
+        if self.websocket is not None:
+            self.start_writer()
+
+    def write_now(self, pkt):
+        """Write a packet without blocking the sending greenlet: the kernel takes the frame, or a writer the rest."""
+        frame = websocket_frame(pkt.encode())
+        try:
+            sent = self.connection._sock.send(frame)  # the non-blocking socket under gevent's
+        except OSError:  # full (EAGAIN) or broken: the writer's sendall finds out which
+            sent = 0
+        if sent < len(frame):
+            size = encoded_size(pkt)
+            self.count_pending(size)
+            self.writer = gevent.spawn(self.write_queued, memoryview(frame)[sent:], size)
+
+    def count_pending(self, size):
+        """Count a packet as waiting for the client until written() takes it off."""
         self.pending_bytes += size
         self.pending_sizes.append(size)
-        super().send(pkt)
+
+    def start_writer(self):
+        """Start a greenlet to write what is queued, unless one is at it."""
+        if self.writer is None:
+            self.writer = gevent.spawn(self.write_queued)
+
+    def write_queued(self, rest=None, size=0):
+        """Write a frame's rest, then the queue until it is empty; at its end (None) or on an error, close."""
+        websocket = self.websocket
+        empty = self.server.get_queue_empty_exception()
+        try:
+            if rest is not None:
+                self.connection.sendall(rest)  # waits for the client to read: only this greenlet does
+                self.written(size)
+            while True:
+                try:
+                    pkt = self.queue.get(block=False)
+                except empty:
+                    return  # all written: send() writes by itself again
+                self.queue.task_done()
+                if pkt is None:
+                    break
+                websocket.send(pkt.encode())
+        except Exception:  # noqa: BLE001 - a dead connection, which engineio's writer closes too
+            pass
+        finally:
+            self.writer = None
+        self.websocket = None
+        websocket.close()
 
     def waiting_bytes(self):
         """Return the bytes held for the client behind the oldest packet."""
@@ -128,9 +185,79 @@ class BoundedSocket(engineio_socket.Socket):
         if self.pending_sizes:
             self.pending_sizes.popleft()
 
+    def close(self, wait=True, abort=False, reason=None):
+        """Close the session; a WebSocket's writer is started to write the CLOSE packet and end it."""
+        if self.closed or self.closing:
+            return
+        super().close(wait=False, abort=abort, reason=reason)
+        if self.websocket is not None:
+            self.start_writer()
+        if wait:
+            self.queue.join()
+
     def _websocket_handler(self, ws):
+        """Engine.IO's WebSocket transport, without its writer greenlet (engineio's own for other servers)."""
         self.connection = tcp_connection(ws)
-        return super()._websocket_handler(CountingWebSocket(ws, self))
+        ws = CountingWebSocket(ws, self)
+        if not hasattr(self.connection, "_sock"):  # not gevent-websocket's: simple-websocket has its own threads
+            return super()._websocket_handler(ws)
+        if self.connected:
+            if not self.upgrade(ws):
+                return []
+        else:
+            self.connected = self.upgraded = True
+        self.websocket = ws
+        if self.queue.qsize():  # sent while upgrading
+            self.start_writer()
+        while (frame := self.read(ws)) is not None:
+            try:
+                self.receive(packet.Packet(encoded_packet=frame))
+            except exceptions.UnknownPacketError:
+                pass
+            except exceptions.SocketIsClosedError:
+                break
+            except Exception:  # noqa: BLE001 - as engineio: log it and close the connection properly
+                self.server.logger.exception("Unknown receive error")
+                break
+        self.queue.put(None)  # what is queued is written, then the WebSocket closed:
+        if self.writer is not None:
+            self.writer.join()  # by the writer at it,
+        elif self.websocket is not None:
+            self.write_queued()  # or here, the connection's greenlet having nothing else to do
+        self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        return []
+
+    def upgrade(self, ws):
+        """Take a polling client's probe and upgrade packets, as engineio does; return whether it upgraded."""
+        self.upgrading = True  # sends are held in the queue meanwhile
+        try:
+            frame = self.read(ws)
+            probe = None if frame is None else packet.Packet(encoded_packet=frame)
+            if probe is None or probe.packet_type != packet.PING or probe.data != "probe":
+                return False
+            ws.send(packet.Packet(packet.PONG, data="probe").encode())
+            self.queue.put(packet.Packet(packet.NOOP))  # ends the client's pending poll
+            upgrade = self.read(ws)
+            if upgrade is None or packet.Packet(encoded_packet=upgrade).packet_type != packet.UPGRADE:
+                return False
+            self.upgraded = True
+            return True
+        except Exception:  # noqa: BLE001 - a closed connection or a packet that does not decode
+            return False
+        finally:
+            self.upgrading = False
+
+    def read(self, ws):
+        """Return the client's next frame, or None once the connection is closed or the frame too large."""
+        try:
+            frame = ws.wait()
+        except Exception:  # noqa: BLE001 - a reset connection, as engineio treats it
+            return None
+        if frame is not None and len(frame) > self.server.max_http_buffer_size:
+            log.warning("closing websocket session %s (%s): a frame of %d bytes, over SOCKETIO_MAX_HTTP_BUFFER_SIZE",
+                        self.sid, self.address, len(frame))  # fmt: skip
+            return None
+        return frame
 
     def handle_post_request(self, environ):
         """Take a long-polling POST; a body that is no Engine.IO payload closes the session with one log line."""
@@ -213,6 +340,15 @@ class CountingWebSocket:
 
     def __getattr__(self, name):
         return getattr(self.ws, name)
+
+
+def websocket_frame(message):
+    """Return an Engine.IO packet's encoding as one unmasked WebSocket frame, as gevent-websocket writes it."""
+    if isinstance(message, str):
+        payload, opcode = message.encode(), WebSocket.OPCODE_TEXT
+    else:
+        payload, opcode = bytes(message), WebSocket.OPCODE_BINARY
+    return Header.encode_header(True, opcode, b"", len(payload), 0) + payload
 
 
 def tcp_connection(ws):
