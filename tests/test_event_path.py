@@ -12,6 +12,7 @@ from extensions import socketio
 from resources.socket.base import BaseSocket, payload
 from resources.socket.contexts import EventContext
 from resources.socket.gunicorn_worker import Utf8Check, unmask_payload
+from resources.socket.outbox import websocket_frame
 
 pytestmark = pytest.mark.unit
 ORIGINAL_UNMASK = Header.unmask_payload  # before any worker replaced it
@@ -90,3 +91,10 @@ def test_unmasking_in_c_gives_gevent_websockets_bytes(size):
     header.mask = os.urandom(4)
     payload = os.urandom(size)
     assert unmask_payload(header, payload) == bytes(ORIGINAL_UNMASK(header, payload))
+
+
+@pytest.mark.parametrize("message", ["", "4hello", "4" + "é" * 70, "4" + "x" * 125, "4" + "x" * 70_000, b"\x00" * 126])
+def test_a_frame_written_without_a_writer_is_the_frame_gevent_websocket_writes(message):
+    payload = message.encode() if isinstance(message, str) else message
+    opcode = 0x1 if isinstance(message, str) else 0x2
+    assert websocket_frame(message) == Header.encode_header(True, opcode, b"", len(payload), 0) + payload

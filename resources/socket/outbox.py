@@ -8,7 +8,6 @@ import time
 import gevent
 from engineio import exceptions, packet
 from engineio import socket as engineio_socket
-from geventwebsocket.websocket import Header, WebSocket
 
 from core.metrics import SLOW_CLIENTS_DROPPED
 
@@ -343,12 +342,19 @@ class CountingWebSocket:
 
 
 def websocket_frame(message):
-    """Return an Engine.IO packet's encoding as one unmasked WebSocket frame, as gevent-websocket writes it."""
+    """Return an Engine.IO packet's encoding as one final, unmasked WebSocket frame (RFC 6455, 5.2)."""
     if isinstance(message, str):
-        payload, opcode = message.encode(), WebSocket.OPCODE_TEXT
+        payload, first = message.encode(), 0x81  # FIN, text
     else:
-        payload, opcode = bytes(message), WebSocket.OPCODE_BINARY
-    return Header.encode_header(True, opcode, b"", len(payload), 0) + payload
+        payload, first = bytes(message), 0x82  # FIN, binary
+    size = len(payload)
+    if size < 126:
+        header = bytes((first, size))
+    elif size < 1 << 16:
+        header = bytes((first, 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((first, 127)) + size.to_bytes(8, "big")
+    return header + payload
 
 
 def tcp_connection(ws):
