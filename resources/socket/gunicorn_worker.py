@@ -10,7 +10,6 @@ import signal
 from datetime import timedelta
 
 import gevent
-from geventwebsocket.websocket import Header
 from gunicorn.workers.ggevent import GeventResponse
 
 from extensions import socketio
@@ -181,6 +180,9 @@ def unmask_frames_in_c():
     # Every frame a client sends is masked (RFC 6455); gevent-websocket undoes it a byte at a
     # time: 3.5 us for a 70-byte event, 190 us for a 4 KB message. Header has no per-connection
     # hook (read_frame makes one per frame from the class), so the class's method is replaced.
+    # Imported here: under gunicorn -k gevent, engineio serves WebSockets without gevent-websocket.
+    from geventwebsocket.websocket import Header
+
     Header.mask_payload = Header.unmask_payload = unmask_payload
 
 
