@@ -6,6 +6,8 @@ import socket
 import time
 
 import gevent
+import gevent.lock
+import gevent.socket
 from engineio import exceptions, packet
 from engineio import socket as engineio_socket
 
@@ -71,12 +73,13 @@ class BoundedSocket(engineio_socket.Socket):
         client.connection = None  # the TCP socket under a WebSocket
         client.websocket = None  # while open, and ours to write to: send() writes to it when nothing waits
         client.writer = None  # the greenlet writing what could not be written at once
+        client.write_lock = None  # held while a greenlet waits to write: the writer, or the reader's PONG or close
 
     def send(self, pkt):
         """Write a packet to the client, or queue it, or drop the client if too much is already waiting."""
         if self.dropped:
             return  # it is being disconnected: nothing more is kept for it
-        if self.websocket is not None and self.writer is None and not self.queue.qsize():
+        if self.idle():
             if self.check_ping_timeout():
                 self.write_now(pkt)
             return
@@ -92,6 +95,12 @@ class BoundedSocket(engineio_socket.Socket):
         super().send(pkt)
         if self.websocket is not None:
             self.start_writer()
+
+    def idle(self):
+        """Tell whether send() may write to the WebSocket itself: open, nothing waiting, nobody else writing."""
+        if self.websocket is None or self.writer is not None:
+            return False
+        return not self.queue.qsize() and not self.write_lock.locked()
 
     def write_now(self, pkt):
         """Write a packet without blocking the sending greenlet: the kernel takes the frame, or a writer the rest."""
@@ -121,7 +130,8 @@ class BoundedSocket(engineio_socket.Socket):
         empty = self.server.get_queue_empty_exception()
         try:
             if rest is not None:
-                self.connection.sendall(rest)  # waits for the client to read: only this greenlet does
+                with self.write_lock:
+                    self.connection.sendall(rest)  # waits for the client to read: only this greenlet does
                 self.written(size)
             while True:
                 try:
@@ -133,11 +143,14 @@ class BoundedSocket(engineio_socket.Socket):
                     break
                 websocket.send(pkt.encode())
         except Exception:  # noqa: BLE001 - a dead connection, which engineio's writer closes too
-            pass
+            self.discard_queued()  # nothing will write it: a close(wait=True) must not wait for it
         finally:
             self.writer = None
         self.websocket = None
-        websocket.close()
+        try:
+            websocket.close()
+        except Exception:  # noqa: BLE001 - the connection is gone either way
+            pass
 
     def waiting_bytes(self):
         """Return the bytes held for the client behind the oldest packet."""
@@ -198,8 +211,11 @@ class BoundedSocket(engineio_socket.Socket):
         """Engine.IO's WebSocket transport, without its writer greenlet (engineio's own for other servers)."""
         self.connection = tcp_connection(ws)
         ws = CountingWebSocket(ws, self)
-        if not hasattr(self.connection, "_sock"):  # not gevent-websocket's: simple-websocket has its own threads
+        if type(self.connection) is not gevent.socket.socket:  # simple-websocket's threads, or TLS: engineio's way
             return super()._websocket_handler(ws)
+        self.write_lock = gevent.lock.Semaphore()
+        websocket = ws.ws._sock  # gevent-websocket's, under engineio's wrapper
+        websocket.raw_write = self.locked(websocket.raw_write)
         if self.connected:
             if not self.upgrade(ws):
                 return []
@@ -225,6 +241,15 @@ class BoundedSocket(engineio_socket.Socket):
             self.write_queued()  # or here, the connection's greenlet having nothing else to do
         self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
         return []
+
+    def locked(self, write):
+        """Wrap gevent-websocket's raw write: the reader's PONGs and close frames must not interleave with ours."""
+
+        def write_locked(data):
+            with self.write_lock:
+                return write(data)
+
+        return write_locked
 
     def upgrade(self, ws):
         """Take a polling client's probe and upgrade packets, as engineio does; return whether it upgraded."""
